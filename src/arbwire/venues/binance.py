@@ -1,0 +1,249 @@
+"""Binance spot (and USD-M futures) public market data: combined streams + REST depth snapshot.
+
+Protocol facts: ../shared/docs/exchange-protocols.md §1. The server pings with
+WebSocket ping frames, which the transport answers; there is no JSON heartbeat.
+A well-formed but unknown symbol is accepted in silence (§1.12), so a symbol with
+no data for ``no_data_timeout_s`` is reported once as a venue error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from arbwire.model import BookUpdate, Level, Quote, Side, Trade
+from arbwire.symbols import GluedSymbols
+from arbwire.sync import SequenceRule, Verdict
+from arbwire.venues.base import Action, Endpoints, FetchSnapshot, Output, Reconnect, VenueSession
+
+SPOT = Endpoints("wss://stream.binance.com:9443", "https://api.binance.com")
+USDM = Endpoints("wss://fstream.binance.com", "https://fapi.binance.com")
+MS = 1_000_000
+
+
+class _Depth(msgspec.Struct, gc=False):
+    E: int
+    U: int
+    u: int
+    b: list[Level]
+    a: list[Level]
+    pu: int = -1  # futures only: the previous event's u
+
+
+class _BookTicker(msgspec.Struct, gc=False):
+    u: int
+    b: str
+    B: str
+    a: str
+    A: str
+    E: int = 0  # futures only; spot bookTicker carries no time
+
+
+class _Trade(msgspec.Struct, gc=False):
+    E: int
+    p: str
+    q: str
+    T: int
+    m: bool  # buyer is maker, so the taker sold
+    t: int = 0  # trade id (trade stream)
+    a: int = 0  # aggregate trade id (aggTrade stream)
+
+
+class _Snapshot(msgspec.Struct):
+    lastUpdateId: int
+    bids: list[Level]
+    asks: list[Level]
+    E: int = 0
+
+
+class _Frame(msgspec.Struct):
+    """Any frame: a combined-stream event, a control reply, or a raw event."""
+
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent (Raw can't sit in a union)
+    result: Any = None
+    id: int | str | None = None
+    code: int | None = None
+    msg: str | None = None
+    e: str | None = None
+
+
+class SpotRule(SequenceRule):
+    """§1.7: first diff straddles lastUpdateId+1, then each U == previous u + 1."""
+
+
+class FuturesRule(SequenceRule):
+    """USD-M: first diff has U <= lastUpdateId <= u, then each pu == previous u."""
+
+    def first(self, snap_id: int, upd: BookUpdate) -> Verdict:
+        if upd.last_id < snap_id:
+            return Verdict.STALE
+        if upd.first_id <= snap_id:
+            return Verdict.APPLY
+        return Verdict.GAP
+
+    def next(self, last_id: int, upd: BookUpdate) -> Verdict:
+        if upd.prev_id == last_id:
+            return Verdict.APPLY
+        if upd.last_id <= last_id:
+            return Verdict.STALE
+        return Verdict.GAP
+
+
+_KIND_DEPTH, _KIND_TICKER, _KIND_TRADE, _KIND_AGG, _KIND_OTHER = range(5)
+
+
+class BinanceSession(VenueSession):
+    name = "binance"
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        endpoints: Endpoints = SPOT,
+        *,
+        futures: bool = False,
+        snapshot_limit: int = 1000,
+        depth_speed: str = "@100ms",
+        no_data_timeout_s: float = 30.0,
+    ) -> None:
+        if futures and self.name == "binance":
+            self.name = "binance-usdm"
+        super().__init__(symbols, endpoints)
+        self.futures = futures
+        self.snapshot_limit = snapshot_limit
+        self.depth_speed = depth_speed
+        self.no_data_timeout_ns = int(no_data_timeout_s * 1e9)
+        self.names = GluedSymbols(self.symbols, lower=True)
+        self._routes: dict[str, tuple[int, str]] = {}
+        self._seen: set[str] = set()
+        self._reported_silent: set[str] = set()
+        self._opened_ns = 0
+        self._frame = msgspec.json.Decoder(_Frame)
+        self._depth = msgspec.json.Decoder(_Depth)
+        self._ticker = msgspec.json.Decoder(_BookTicker)
+        self._trade = msgspec.json.Decoder(_Trade)
+        self._snapshot = msgspec.json.Decoder(_Snapshot)
+        self._rule: SequenceRule = FuturesRule() if futures else SpotRule()
+
+    # -- link ------------------------------------------------------------------
+    def streams(self) -> list[str]:
+        out = []
+        for symbol in self.symbols:
+            name = self.names.to_venue(symbol)
+            out += [f"{name}@depth{self.depth_speed}", f"{name}@bookTicker", f"{name}@trade"]
+        return out
+
+    def url(self) -> str:
+        return f"{self.endpoints.ws_url}/stream?streams={'/'.join(self.streams())}"
+
+    def on_open(self, now_ns: int) -> list[Action]:
+        self._opened_ns = now_ns
+        self._seen.clear()
+        return []
+
+    def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Action]:
+        return []
+
+    def silent_symbols(self, now_ns: int) -> list[str]:
+        """Symbols with no data since the link opened ``no_data_timeout_s`` ago, reported once."""
+        if not self._opened_ns or now_ns - self._opened_ns < self.no_data_timeout_ns:
+            return []
+        out = [s for s in self.symbols if s not in self._seen and s not in self._reported_silent]
+        self._reported_silent.update(out)
+        return out
+
+    # -- frames ----------------------------------------------------------------
+    def _route(self, stream: str) -> tuple[int, str]:
+        name, _, channel = stream.partition("@")
+        if channel.startswith("depth"):
+            kind = _KIND_DEPTH
+        elif channel == "bookTicker":
+            kind = _KIND_TICKER
+        elif channel == "trade":
+            kind = _KIND_TRADE
+        elif channel == "aggTrade":
+            kind = _KIND_AGG
+        else:
+            kind = _KIND_OTHER
+        route = (kind, self.names.to_common(name) if kind != _KIND_OTHER or name else "")
+        self._routes[stream] = route
+        return route
+
+    def on_frame(self, payload: bytes, recv_ns: int) -> list[Output]:
+        self.stats.frames += 1
+        try:
+            frame = self._frame.decode(payload)
+            stream, data = frame.stream, frame.data
+            if stream is None or not data:
+                return self._control(frame, payload, recv_ns)
+            route = self._routes.get(stream)
+            if route is None:
+                route = self._route(stream)
+            kind, symbol = route
+            self._seen.add(symbol)
+            if kind == _KIND_DEPTH:
+                d = self._depth.decode(data)
+                return [
+                    BookUpdate(
+                        self.name, symbol, d.b, d.a, d.U, d.u, d.pu, False, None, d.E * MS, recv_ns
+                    )
+                ]
+            if kind == _KIND_TICKER:
+                t = self._ticker.decode(data)
+                return [Quote(self.name, symbol, t.b, t.B, t.a, t.A, t.u, t.E * MS, recv_ns)]
+            if kind == _KIND_TRADE or kind == _KIND_AGG:
+                tr = self._trade.decode(data)
+                return [
+                    Trade(
+                        self.name,
+                        symbol,
+                        tr.p,
+                        tr.q,
+                        Side.SELL if tr.m else Side.BUY,
+                        str(tr.t if kind == _KIND_TRADE else tr.a),
+                        tr.T * MS,
+                        recv_ns,
+                    )
+                ]
+            self.stats.unknown += 1
+            return []
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return [self.bad_frame(f"decode: {exc}", payload, recv_ns)]
+        except ValueError as exc:  # symbol that can't be mapped
+            return [self.bad_frame(f"symbol: {exc}", payload, recv_ns)]
+
+    def _control(self, frame: _Frame, payload: bytes, recv_ns: int) -> list[Output]:
+        if frame.e == "serverShutdown" or (frame.stream or "").endswith("serverShutdown"):
+            return [Reconnect("binance serverShutdown")]
+        if frame.code is not None:
+            return [self.venue_error("", str(frame.code), frame.msg or "", recv_ns)]
+        if frame.id is not None:  # {"result":null,"id":1}: subscription acknowledged
+            return []
+        if frame.data and frame.stream is None:
+            return [self.bad_frame("combined frame without stream", payload, recv_ns)]
+        self.stats.unknown += 1
+        return [self.bad_frame("unknown frame", payload, recv_ns)]
+
+    # -- books -----------------------------------------------------------------
+    def sequence_rule(self, symbol: str) -> SequenceRule:
+        return self._rule
+
+    def snapshot_url(self, symbol: str) -> str:
+        path = "/fapi/v1/depth" if self.futures else "/api/v3/depth"
+        venue_symbol = self.names.to_venue(symbol).upper()
+        return f"{self.endpoints.rest_url}{path}?symbol={venue_symbol}&limit={self.snapshot_limit}"
+
+    def snapshot_request(self, symbol: str) -> list[Action]:
+        return [FetchSnapshot(symbol, self.snapshot_url(symbol))]
+
+    def parse_snapshot(self, symbol: str, body: bytes, recv_ns: int) -> BookUpdate:
+        try:
+            s = self._snapshot.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"{self.name} {symbol} depth snapshot: {exc}: {body[:200]!r}") from exc
+        return BookUpdate(
+            self.name, symbol, s.bids, s.asks, s.lastUpdateId, s.lastUpdateId, -1, True, None,
+            s.E * MS, recv_ns,
+        )
