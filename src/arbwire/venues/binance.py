@@ -193,7 +193,7 @@ class BinanceSession(VenueSession):
             if kind == _KIND_TICKER:
                 t = self._ticker.decode(data)
                 return [Quote(self.name, symbol, t.b, t.B, t.a, t.A, t.u, t.E * MS, recv_ns)]
-            if kind == _KIND_TRADE or kind == _KIND_AGG:
+            if kind in (_KIND_TRADE, _KIND_AGG):
                 tr = self._trade.decode(data)
                 return [
                     Trade(
