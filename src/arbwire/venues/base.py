@@ -109,8 +109,9 @@ class VenueSession:
         """Decode one frame into events and actions. Never raises on bad input."""
         raise NotImplementedError
 
-    def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Action]:
-        """Called about once a second: venue heartbeats (e.g. OKX's text ping)."""
+    def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Output]:
+        """Called about twice a second: venue heartbeats (e.g. OKX's text ping), overdue pongs,
+        symbols that never sent data. Returns actions to carry out and events to report."""
         return []
 
     # -- books -----------------------------------------------------------------

@@ -143,16 +143,17 @@ class BinanceSession(VenueSession):
         self._seen.clear()
         return []
 
-    def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Action]:
-        return []
-
-    def silent_symbols(self, now_ns: int) -> list[str]:
-        """Symbols with no data since the link opened ``no_data_timeout_s`` ago, reported once."""
+    def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Output]:
+        """Binance accepts an unknown symbol in silence: report symbols that never sent data."""
         if not self._opened_ns or now_ns - self._opened_ns < self.no_data_timeout_ns:
             return []
-        out = [s for s in self.symbols if s not in self._seen and s not in self._reported_silent]
-        self._reported_silent.update(out)
-        return out
+        silent = [s for s in self.symbols if s not in self._seen and s not in self._reported_silent]
+        self._reported_silent.update(silent)
+        timeout_s = self.no_data_timeout_ns / 1e9
+        return [
+            self.venue_error(s, "no-data", f"no data for {timeout_s:.0f}s: symbol not listed?", now_ns)
+            for s in silent
+        ]
 
     # -- frames ----------------------------------------------------------------
     def _route(self, stream: str) -> tuple[int, str]:

@@ -1,0 +1,97 @@
+"""Configuration: one TOML file decoded by msgspec into Structs; every key has a default.
+
+``arbwire run`` works with no file at all (BTC-USDT and ETH-USDT on Binance and
+OKX). Errors name the file and the key, e.g.
+``arbwire.toml: arb.min_net_bps: Expected `float`, got `str```; unknown keys are
+rejected so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_SYMBOLS = ["BTC-USDT", "ETH-USDT"]
+
+
+class VenueConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    symbols: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    ws_url: str | None = None  # None: the venue's public endpoint
+    rest_url: str | None = None
+    taker_fee_bps: float | None = None  # None: the venue's public base tier
+    options: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
+class ArbConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    min_net_bps: float = 10.0
+    max_notional: float = 10_000.0
+    max_age_ms: float = 2_000.0
+    change_bps: float = 2.0  # a move this large in net edge counts as a material change
+    change_size_pct: float = 10.0
+
+
+class LinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    dead_after_s: float = 15.0
+    rtt_ping_s: float = 5.0
+    max_depth: int = 5000
+
+
+def _default_venues() -> dict[str, VenueConfig]:
+    return {"binance": VenueConfig(), "okx": VenueConfig()}
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    venues: dict[str, VenueConfig] = msgspec.field(default_factory=_default_venues)
+    arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
+    link: LinkConfig = msgspec.field(default_factory=LinkConfig)
+    log_level: str = "INFO"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the file and the key."""
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The config in ``path``, or the built-in default when ``path`` is None."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.ValidationError as exc:
+        detail, _, where = str(exc).rpartition(" - at `")
+        if not detail:
+            detail, where = where, ""
+        key = where.rstrip("`").removeprefix("$").lstrip(".") or "(top level)"
+        raise ConfigError(f"{path}: {key}: {detail}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    validate(config, path)
+    return config
+
+
+def validate(config: Config, path: str | Path = "<config>") -> None:
+    """Checks a type can't express: known venues, symbol form, sane numbers."""
+    from arbwire.symbols import SymbolError, split
+    from arbwire.venues.registry import VENUES
+
+    for name, venue in config.venues.items():
+        if name not in VENUES:
+            raise ConfigError(f"{path}: venues.{name}: unknown venue (known: {', '.join(sorted(VENUES))})")
+        for i, symbol in enumerate(venue.symbols):
+            try:
+                split(symbol)
+            except SymbolError as exc:
+                raise ConfigError(f"{path}: venues.{name}.symbols[{i}]: {exc}") from None
+    if config.arb.min_net_bps < 0:
+        raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
+    if config.arb.max_notional <= 0:
+        raise ConfigError(f"{path}: arb.max_notional: must be > 0")

@@ -1,0 +1,74 @@
+"""Terminal views (rich): the live board while running and the summary at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from arbwire.model import Opportunity, OpportunityEvent
+
+_STATE_STYLE = {"SYNCED": "green", "BUFFERING": "yellow", "RESYNCING": "red", "INIT": "dim"}
+
+
+def venue_table(snapshot: dict[str, Any], title: str = "venues") -> Table:
+    table = Table(title=title, expand=False)
+    for col in ("venue", "link", "msgs/s", "frames", "books", "gaps", "resyncs", "bad", "e→r p50 µs", "e→r p99 µs", "rtt p50 µs", "proc p50 µs", "proc p99 µs"):
+        table.add_column(col, justify="right" if col not in ("venue", "link", "books") else "left")
+    for venue, v in snapshot["venues"].items():
+        books = Text()
+        for symbol, b in v["books"].items():
+            books.append(f"{symbol} ", style=_STATE_STYLE.get(b["state"], ""))
+            books.append(f"{b['state'].lower()}  ", style=_STATE_STYLE.get(b["state"], ""))
+        lat = v["latency"]
+        table.add_row(
+            venue,
+            Text("up", style="green") if v["connected"] else Text("down", style="red"),
+            f"{v['msgs_per_s']:.0f}",
+            str(v["frames"]),
+            books,
+            str(sum(b["gaps"] for b in v["books"].values())),
+            str(sum(b["resyncs"] for b in v["books"].values())),
+            str(v["bad_frames"]),
+            f"{lat['event_to_recv_us']['p50']:.0f}",
+            f"{lat['event_to_recv_us']['p99']:.0f}",
+            f"{lat['rtt_us']['p50']:.0f}",
+            f"{lat['processing_us']['p50']:.1f}",
+            f"{lat['processing_us']['p99']:.1f}",
+        )
+    return table
+
+
+def opportunity_table(opps: Iterable[Opportunity], title: str = "opportunities (latest)") -> Table:
+    table = Table(title=title)
+    for col in ("event", "symbol", "buy @", "price", "sell @", "price", "size", "gross bps", "net bps", "profit", "age ms", "life ms"):
+        table.add_column(col, justify="left" if col in ("event", "symbol", "buy @", "sell @") else "right")
+    style = {OpportunityEvent.OPENED: "bold green", OpportunityEvent.CHANGED: "yellow", OpportunityEvent.CLOSED: "dim"}
+    for o in opps:
+        table.add_row(
+            Text(o.event.value, style=style[o.event]),
+            o.symbol,
+            o.buy_venue,
+            o.buy_price,
+            o.sell_venue,
+            o.sell_price,
+            o.size,
+            f"{o.gross_bps:.1f}",
+            f"{o.net_bps:.1f}",
+            o.profit,
+            f"{max(o.buy_quote_age_ns, o.sell_quote_age_ns) / 1e6:.1f}",
+            f"{o.lifetime_ns / 1e6:.0f}" if o.event is OpportunityEvent.CLOSED else "",
+        )
+    return table
+
+
+def board(snapshot: dict[str, Any], opps: list[Opportunity], elapsed_s: float) -> Group:
+    o = snapshot["opportunities"]
+    head = Text(
+        f"arbwire  {elapsed_s:5.1f}s   opened {o['opened']}  closed {o['closed']}  best net {o['best_net_bps']:.1f} bps",
+        style="bold",
+    )
+    return Group(head, venue_table(snapshot), opportunity_table(opps[-12:]))

@@ -1,0 +1,84 @@
+"""``arbwire demo``: local simulators of the venues, the real client code, live opportunities.
+
+The simulators speak each venue's real wire protocol on loopback; the engine
+connects to them exactly as ``arbwire run`` connects to the venues, only the
+endpoints differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from arbwire.config import Config, VenueConfig
+from arbwire.console import board, opportunity_table, venue_table
+from arbwire.engine import Engine
+from arbwire.sim.runner import start_simulators
+
+DEMO_VENUES = ("binance", "okx")
+DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT")
+
+
+def demo_config(endpoints: dict[str, Any], symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Config:
+    venues = {
+        name: VenueConfig(symbols=list(symbols), ws_url=ep.ws_url, rest_url=ep.rest_url)
+        for name, ep in endpoints.items()
+    }
+    return Config(venues=venues)
+
+
+async def run_demo(
+    duration_s: float | None,
+    *,
+    as_json: bool = False,
+    seed: int = 7,
+    venues: tuple[str, ...] = DEMO_VENUES,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    console = console or Console(stderr=as_json)
+    sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed)
+    engine = Engine(demo_config(sims.endpoints))
+    started = time.monotonic()
+    task = asyncio.create_task(engine.run())
+    try:
+        if as_json or not console.is_terminal:
+            await _wait(task, duration_s)
+        else:
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                end = None if duration_s is None else started + duration_s
+                while end is None or time.monotonic() < end:
+                    if task.done():
+                        break
+                    live.update(board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started))
+                    await asyncio.sleep(0.25)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sims.close()
+    summary = engine.snapshot()
+    summary["duration_s"] = round(time.monotonic() - started, 2)
+    summary["opportunity_events"] = [
+        {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str, indent=2) + "\n")
+    else:
+        console.print(venue_table(summary, title=f"summary after {summary['duration_s']}s"))
+        console.print(opportunity_table(list(engine.opportunities)[-20:], title="last opportunity events"))
+    return summary
+
+
+async def _wait(task: asyncio.Task[None], duration_s: float | None) -> None:
+    if duration_s is None:
+        await task
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), duration_s)

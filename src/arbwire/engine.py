@@ -1,0 +1,259 @@
+"""Wires venues, books, detector and sinks on one uvloop loop.
+
+The hot path runs inside each link's frame callback: session decode -> book
+sync -> detector for the symbol that changed -> opportunity handed to the sinks'
+bounded queues. The engine keeps the public state the console, the monitor and
+the summary read: per-venue counters, book states, latency and opportunities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from arbwire.arb.detector import ArbDetector
+from arbwire.arb.fees import FeeSchedule
+from arbwire.config import Config
+from arbwire.feed import VenueFeed
+from arbwire.latency import VenueLatency
+from arbwire.model import (
+    BadFrame,
+    BookUpdate,
+    Event,
+    FeedState,
+    Opportunity,
+    OpportunityEvent,
+    Quote,
+    Trade,
+    VenueError,
+)
+from arbwire.net.link import Link, LinkOptions
+from arbwire.net.rest import RestClient
+from arbwire.sinks import BoundedSink
+from arbwire.sync import BookSync
+from arbwire.venues.base import Endpoints
+from arbwire.venues.registry import make_session
+
+log = logging.getLogger("arbwire.engine")
+
+
+@dataclass(slots=True)
+class VenueCounters:
+    book_updates: int = 0
+    trades: int = 0
+    quotes: int = 0
+    bad_frames: int = 0
+    venue_errors: list[str] = field(default_factory=list)
+    rate: float = 0.0  # frames/s over the last rate window
+    _last_frames: int = 0
+    _last_ns: int = 0
+
+
+class Engine:
+    """Everything ``arbwire run`` and ``arbwire demo`` need, built from a Config."""
+
+    def __init__(self, config: Config, *, ssl_context: Any = None) -> None:
+        self.config = config
+        self.rest = RestClient()
+        fees = FeeSchedule.from_config(
+            {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
+        )
+        arb = config.arb
+        self.detector = ArbDetector(
+            fees,
+            min_net_bps=arb.min_net_bps,
+            max_notional=arb.max_notional,
+            max_age_ms=arb.max_age_ms,
+            change_bps=arb.change_bps,
+            change_size_pct=arb.change_size_pct,
+        )
+        self.opportunities: deque[Opportunity] = deque(maxlen=1000)
+        self.opened = 0
+        self.closed = 0
+        self.best_net_bps = 0.0
+        self.listeners: list[Callable[[Event], None]] = []
+        self.sinks: list[BoundedSink[Event]] = []
+        self.feeds: dict[str, VenueFeed] = {}
+        self.links: dict[str, Link] = {}
+        self.latency: dict[str, VenueLatency] = {}
+        self.counters: dict[str, VenueCounters] = {}
+        self.errors: deque[VenueError] = deque(maxlen=100)
+        self.started_ns = 0
+        link_cfg = config.link
+        options = LinkOptions(
+            backoff_base_s=link_cfg.backoff_base_s,
+            backoff_cap_s=link_cfg.backoff_cap_s,
+            dead_after_s=link_cfg.dead_after_s,
+            rtt_ping_s=link_cfg.rtt_ping_s,
+        )
+        for name, vcfg in config.venues.items():
+            if not vcfg.enabled:
+                continue
+            endpoints = None
+            if vcfg.ws_url or vcfg.rest_url:
+                from arbwire.venues.registry import default_endpoints
+
+                public = default_endpoints(name, vcfg.options)
+                endpoints = Endpoints(vcfg.ws_url or public.ws_url, vcfg.rest_url or public.rest_url)
+            session = make_session(name, vcfg.symbols, endpoints, vcfg.options)
+            venue = session.name
+            latency = VenueLatency(venue)
+            counters = VenueCounters()
+            feed = VenueFeed(
+                session,
+                max_depth=link_cfg.max_depth,
+                on_book=self._book_handler(latency, counters),
+                on_event=self._event_handler(venue, latency, counters),
+            )
+            for sync in feed.syncs.values():
+                self.detector.register(sync)
+            self.feeds[venue] = feed
+            self.latency[venue] = latency
+            self.counters[venue] = counters
+            self.links[venue] = Link(feed, self.rest, latency, options, ssl_context=ssl_context)
+
+    # -- hot path callbacks -----------------------------------------------------------
+    def _book_handler(self, latency: VenueLatency, counters: VenueCounters) -> Callable[[BookSync, BookUpdate], None]:
+        add_latency = latency.event_to_recv.add
+        check = self.detector.check
+        publish = self._publish_opportunity
+
+        def on_book(sync: BookSync, upd: BookUpdate) -> None:
+            counters.book_updates += 1
+            if upd.venue_ts_ns:
+                add_latency((upd.recv_ns - upd.venue_ts_ns) // 1000)
+            for opp in check(sync, upd.recv_ns):
+                publish(opp)
+
+        return on_book
+
+    def _event_handler(self, venue: str, latency: VenueLatency, counters: VenueCounters) -> Callable[[Event], None]:
+        add_latency = latency.event_to_recv.add
+
+        def on_event(event: Event) -> None:
+            kind = type(event)
+            if kind is Trade or kind is Quote:
+                if kind is Trade:
+                    counters.trades += 1
+                else:
+                    counters.quotes += 1
+                if event.venue_ts_ns:  # type: ignore[union-attr]
+                    add_latency((event.recv_ns - event.venue_ts_ns) // 1000)  # type: ignore[union-attr]
+            elif kind is FeedState:
+                assert isinstance(event, FeedState)
+                if event.state.name != "SYNCED":
+                    sync = self.feeds[venue].syncs.get(event.symbol)
+                    if sync is not None:
+                        for opp in self.detector.on_unsynced(sync, event.recv_ns):
+                            self._publish_opportunity(opp)
+                log.info("venue=%s symbol=%s book %s: %s", venue, event.symbol, event.state.name, event.reason)
+            elif kind is BadFrame:
+                counters.bad_frames += 1
+            elif kind is VenueError:
+                assert isinstance(event, VenueError)
+                counters.venue_errors.append(f"{event.symbol}: {event.message}")
+                self.errors.append(event)
+            self._deliver(event)
+
+        return on_event
+
+    def _publish_opportunity(self, opp: Opportunity) -> None:
+        self.opportunities.append(opp)
+        if opp.event is OpportunityEvent.OPENED:
+            self.opened += 1
+        elif opp.event is OpportunityEvent.CLOSED:
+            self.closed += 1
+        if opp.net_bps > self.best_net_bps and opp.event is not OpportunityEvent.CLOSED:
+            self.best_net_bps = opp.net_bps
+        self._deliver(opp)
+
+    def _deliver(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+        for sink in self.sinks:
+            sink.put(event)
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def run(self, duration_s: float | None = None) -> None:
+        """Run until ``duration_s`` passes, or forever; cancel to stop."""
+        self.started_ns = time.time_ns()
+        for sink in self.sinks:
+            sink.start()
+        tasks = [asyncio.create_task(link.run(), name=f"link-{v}") for v, link in self.links.items()]
+        tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        try:
+            if duration_s is None:
+                await asyncio.gather(*tasks)
+            else:
+                await asyncio.sleep(duration_s)
+        finally:
+            await self.stop(tasks)
+
+    async def stop(self, tasks: list[asyncio.Task[Any]]) -> None:
+        for link in self.links.values():
+            await link.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sink in self.sinks:
+            await sink.close()
+        await self.rest.close()
+
+    async def _housekeeping(self) -> None:
+        """Once a second: close opportunities whose books went stale, refresh rates."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.time_ns()
+            for opp in self.detector.expire(now):
+                self._publish_opportunity(opp)
+            for venue, counters in self.counters.items():
+                if now - counters._last_ns >= 1_000_000_000:
+                    frames = self.links[venue].stats.frames
+                    if counters._last_ns:
+                        counters.rate = (frames - counters._last_frames) * 1e9 / (now - counters._last_ns)
+                    counters._last_frames, counters._last_ns = frames, now
+
+    # -- public state ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the summary shows, as plain data (for --json and the monitor)."""
+        venues: dict[str, Any] = {}
+        for venue, feed in self.feeds.items():
+            link = self.links[venue]
+            counters = self.counters[venue]
+            venues[venue] = {
+                "connected": link.stats.connected,
+                "connects": link.stats.connects,
+                "reconnects": link.stats.reconnects,
+                "frames": link.stats.frames,
+                "msgs_per_s": round(counters.rate, 1),
+                "book_updates": counters.book_updates,
+                "trades": counters.trades,
+                "quotes": counters.quotes,
+                "bad_frames": feed.session.stats.bad_frames,
+                "venue_errors": list(counters.venue_errors),
+                "books": {
+                    s: {
+                        "state": sync.state.name,
+                        "reason": sync.reason,
+                        "gaps": sync.gaps,
+                        "resyncs": sync.resyncs,
+                        "checksums_ok": sync.checksums_ok,
+                        "checksums_failed": sync.checksums_failed,
+                    }
+                    for s, sync in feed.syncs.items()
+                },
+                "latency": self.latency[venue].as_dict(),
+            }
+        return {
+            "venues": venues,
+            "opportunities": {
+                "opened": self.opened,
+                "closed": self.closed,
+                "best_net_bps": round(self.best_net_bps, 2),
+            },
+        }

@@ -1,0 +1,49 @@
+"""The venues arbwire speaks, by name: how to build each one's session from config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from arbwire.venues.base import Endpoints, VenueSession
+
+SessionFactory = Callable[[Sequence[str], Endpoints | None, Mapping[str, Any]], VenueSession]
+
+
+def _binance(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
+    from arbwire.venues import binance
+
+    futures = bool(options.get("futures", False))
+    default = binance.USDM if futures else binance.SPOT
+    return binance.BinanceSession(symbols, endpoints or default, futures=futures, **_rest(options, "futures"))
+
+
+def _okx(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
+    from arbwire.venues import okx
+
+    return okx.OkxSession(symbols, endpoints or okx.PUBLIC, **options)
+
+
+def _rest(options: Mapping[str, Any], *drop: str) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in drop}
+
+
+VENUES: dict[str, SessionFactory] = {
+    "binance": _binance,
+    "okx": _okx,
+}
+
+#: the public endpoints, for ``arbwire run`` and for filling half-given config
+def default_endpoints(name: str, options: Mapping[str, Any] | None = None) -> Endpoints:
+    session = VENUES[name](["BTC-USDT"], None, options or {})
+    return session.endpoints
+
+
+def make_session(
+    name: str, symbols: Sequence[str], endpoints: Endpoints | None = None, options: Mapping[str, Any] | None = None
+) -> VenueSession:
+    try:
+        factory = VENUES[name]
+    except KeyError:
+        raise ValueError(f"unknown venue {name!r} (known: {', '.join(sorted(VENUES))})") from None
+    return factory(symbols, endpoints, options or {})

@@ -1,0 +1,73 @@
+"""L2Book against a naive Decimal model, and on the real ETHUSDT capture."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arbwire.book import L2Book
+from arbwire.numbers import to_units
+
+prices = st.integers(min_value=1, max_value=400).map(lambda i: f"{100 + i / 100:.2f}")
+sizes = st.one_of(
+    st.just("0"), st.just("0.00000000"), st.integers(1, 10_000).map(lambda i: f"{i / 1000:.8f}")
+)
+levels = st.lists(st.tuples(prices, sizes), max_size=30)
+
+
+def _model_apply(model: dict[Decimal, Decimal], updates: list[tuple[str, str]]) -> None:
+    for p, q in updates:
+        if Decimal(q) == 0:
+            model.pop(Decimal(p), None)
+        else:
+            model[Decimal(p)] = Decimal(q)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=20), st.integers(3, 50))
+def test_book_equals_naive_model(updates, depth):
+    book = L2Book(max_depth=depth)
+    bids: dict[Decimal, Decimal] = {}
+    asks: dict[Decimal, Decimal] = {}
+    for b, a in updates:
+        book.apply(b, a)
+        _model_apply(bids, b)
+        _model_apply(asks, a)
+        # the book keeps the best `depth` levels; the model must be cut the same way
+        for side, keep in ((bids, sorted(bids, reverse=True)[:depth]), (asks, sorted(asks)[:depth])):
+            for p in list(side):
+                if p not in keep:
+                    del side[p]
+        got_bids = [(Decimal(p), Decimal(q)) for p, q in book.bids.text_levels(10_000)]
+        got_asks = [(Decimal(p), Decimal(q)) for p, q in book.asks.text_levels(10_000)]
+        assert got_bids == sorted(bids.items(), reverse=True)
+        assert got_asks == sorted(asks.items())
+        assert book.best_bid() == (to_units(str(max(bids))) if bids else None)
+        assert book.best_ask() == (to_units(str(min(asks))) if asks else None)
+        assert book.is_crossed() == bool(bids and asks and max(bids) >= min(asks))
+
+
+def test_different_texts_of_one_price_are_one_level():
+    book = L2Book()
+    book.apply([("3366.10", "1")], [])
+    book.apply([("3366.1", "2")], [])
+    assert len(book.bids) == 1
+    assert book.bids.text_levels(1) == [("3366.10", "2")]
+    book.apply([("3366.100", "0")], [])
+    assert len(book.bids) == 0 and book.best_bid() is None
+
+
+def test_real_capture_levels_round_trip_exactly(real_data):
+    """Every level of the real ETHUSDT snapshot lands in the book at its exact value."""
+    with gzip.open(real_data / "hftbacktest" / "binance_spot_ethusdt_20240808.gz", "rt") as fh:
+        snap = next(json.loads(line.split(" ", 1)[1]) for line in fh if '"lastUpdateId"' in line)
+    book = L2Book()
+    book.apply_snapshot([tuple(x) for x in snap["bids"]], [tuple(x) for x in snap["asks"]])
+    assert len(book.bids) == len(snap["bids"]) and len(book.asks) == len(snap["asks"])
+    assert book.bids.text_levels(len(snap["bids"])) == [tuple(x) for x in snap["bids"]]
+    assert book.asks.text_levels(len(snap["asks"])) == [tuple(x) for x in snap["asks"]]
+    assert not book.is_crossed()
