@@ -91,3 +91,25 @@ def test_failed_snapshot_is_asked_for_again_by_the_next_diff():
     # when it finally comes, the buffered diffs after it are applied in order
     assert sync.on_update(_upd(1, 1, [("10", "1")], [("11", "1")], snapshot=True)) is Outcome.APPLIED
     assert sync.last_id == 3 and sync.synced
+
+
+def test_a_level_that_is_not_a_number_resyncs_that_book_only(real_data):
+    records = _records(real_data)
+    session = BinanceSession(SYMBOLS)
+    feed = VenueFeed(session)
+    poisoned = False
+    for record in records:
+        payload = record.payload
+        if record.kind is Kind.RECV:
+            if not poisoned and feed.syncs["NKN-USDT"].started and b"nknusdt@depth" in payload:
+                payload = payload.replace(b'"b":[["', b'"b":[["abc', 1)
+                poisoned = True
+            feed.on_frame(payload, record.recv_ns)
+        elif record.kind is Kind.HTTP:
+            feed.on_snapshot(_symbol_of(session, record), payload, record.recv_ns)
+    assert poisoned
+    assert session.stats.bad_frames == 1
+    assert feed.syncs["NKN-USDT"].state is SyncState.RESYNCING
+    assert not feed.syncs["NKN-USDT"].book
+    for symbol in SYMBOLS[1:]:
+        assert feed.syncs[symbol].state is SyncState.SYNCED

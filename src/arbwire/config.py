@@ -70,7 +70,12 @@ def load_config(path: str | Path | None = None) -> Config:
         detail, _, where = str(exc).rpartition(" - at `")
         if not detail:
             detail, where = where, ""
-        key = where.rstrip("`").removeprefix("$").lstrip(".") or "(top level)"
+        key = where.rstrip("`").removeprefix("$").lstrip(".")
+        if detail.startswith("Object contains unknown field `"):
+            field_name = detail.split("`")[1]
+            key = f"{key}.{field_name}" if key else field_name
+            detail = "unknown key"
+        key = key or "(top level)"
         raise ConfigError(f"{path}: {key}: {detail}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc

@@ -60,7 +60,7 @@ class Engine:
     def __init__(self, config: Config, *, ssl_context: Any = None) -> None:
         self.config = config
         self.rest = RestClient()
-        fees = FeeSchedule.from_config(
+        fees = FeeSchedule(
             {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
         )
         arb = config.arb
@@ -70,7 +70,7 @@ class Engine:
             max_notional=arb.max_notional,
             max_age_ms=arb.max_age_ms,
             change_bps=arb.change_bps,
-            change_size_pct=arb.change_size_pct,
+            change_ratio=arb.change_size_pct / 100,
         )
         self.opportunities: deque[Opportunity] = deque(maxlen=1000)
         self.opened = 0

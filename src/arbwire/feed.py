@@ -79,7 +79,13 @@ class VenueFeed:
 
     def _book(self, upd: BookUpdate) -> list[Action]:
         sync = self.syncs.get(upd.symbol) or self.sync_for(upd.symbol)
-        outcome = sync.on_update(upd)
+        try:
+            outcome = sync.on_update(upd)
+        except ValueError as exc:
+            # A level that is not a decimal: the book may be half-applied, so it is
+            # wiped and resynced; the frame is reported like any other bad frame.
+            self.on_event(self.session.bad_frame(f"bad level for {upd.symbol}: {exc}", repr(upd)[:200], upd.recv_ns))
+            return self.resync(upd.symbol, "bad level", upd.recv_ns)
         if outcome is Outcome.APPLIED:
             self.on_book(sync, upd)
             return []

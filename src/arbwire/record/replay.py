@@ -49,7 +49,11 @@ def replay(
             symbol = snapshot_symbol(record)
             if symbol is None:
                 continue
-            actions = feed.on_snapshot(symbol, record.payload, record.recv_ns)
+            try:
+                actions = feed.on_snapshot(symbol, record.payload, record.recv_ns)
+            except ValueError as exc:  # an unusable snapshot leaves the book unsynced
+                feed.on_event(feed.session.bad_frame(f"snapshot: {exc}", record.payload, record.recv_ns))
+                continue
         else:
             continue
         if actions and on_actions is not None:

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from arbwire.config import ConfigError, load_config
+
+
+def test_no_file_gives_binance_and_okx_with_two_symbols():
+    config = load_config(None)
+    assert set(config.venues) == {"binance", "okx"}
+    assert config.venues["binance"].symbols == ["BTC-USDT", "ETH-USDT"]
+    assert config.arb.min_net_bps == 10.0
+
+
+def test_file_overrides_defaults(tmp_path):
+    path = tmp_path / "arbwire.toml"
+    path.write_text('[venues.binance]\nsymbols = ["SOL-USDT"]\ntaker_fee_bps = 7.5\n[arb]\nmin_net_bps = 4\n')
+    config = load_config(path)
+    assert config.venues["binance"].symbols == ["SOL-USDT"]
+    assert config.venues["binance"].taker_fee_bps == 7.5
+    assert "okx" not in config.venues
+    assert config.arb.min_net_bps == 4.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[arb]\nmin_net_bps = "ten"\n', "arb.min_net_bps"),
+        ("[arb]\nmin_edge = 3\n", "arb.min_edge: unknown key"),
+        ('[venues.binance]\nsymbols = ["BTCUSDT"]\n', "venues.binance.symbols[0]"),
+        ('[venues.kraken]\nsymbols = ["BTC-USD"]\n', "venues.kraken"),
+        ("[arb]\nmax_notional = -5\n", "arb.max_notional"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path, text, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}"), message
+
+
+def test_broken_toml_and_missing_file_are_clear(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[arb\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
