@@ -112,14 +112,16 @@ def run(passes: int) -> dict:
         detector.register(other)
         found = []
 
-        def on_book(sync: BookSync, upd: BookUpdate, detector: ArbDetector = detector) -> None:
+        def on_book(
+            sync: BookSync, upd: BookUpdate, detector: ArbDetector = detector, found: list = found
+        ) -> None:
             found.extend(detector.check(sync, upd.recv_ns))
 
         feed = VenueFeed(BinanceSession(["ETH-USDT"]), on_book=on_book)
         detector.register(feed.syncs["ETH-USDT"])
         feed.on_snapshot("ETH-USDT", snapshot, time.time_ns())
         now = time.time_ns()
-        results["frame_to_opportunity"] += timed(lambda f, feed=feed: feed.on_frame(f, now), frames)
+        results["frame_to_opportunity"] += timed(lambda f, feed=feed, now=now: feed.on_frame(f, now), frames)
     out = {k: stats(v) for k, v in results.items()}
     levels = sum(len(u.bids) + len(u.asks) for u in updates) / len(updates)
     return {
