@@ -49,7 +49,7 @@ from arbwire.venues.base import (
     VenueSession,
 )
 
-SPOT = Endpoints("wss://api.gateio.ws/ws/v4/", "https://api.gateio.ws")
+SPOT = Endpoints("wss://api.gateio.ws", "https://api.gateio.ws")
 MS = 1_000_000
 S = 1_000_000_000
 
@@ -333,7 +333,7 @@ class GateioSession(VenueSession):
 
     # -- link ------------------------------------------------------------------
     def url(self) -> str:
-        return self.endpoints.ws_url
+        return f"{self.endpoints.ws_url}/ws/v4/"
 
     def _request(self, channel: str, event: str, payload: list[str] | None = None) -> Send:
         msg: dict[str, object] = {"time": self._now_ns // S}

@@ -21,7 +21,19 @@ def _binance(symbols: Sequence[str], endpoints: Endpoints | None, options: Mappi
 def _okx(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
     from arbwire.venues import okx
 
-    return okx.OkxSession(symbols, endpoints or okx.PUBLIC, **options)
+    return okx.OkxSession(symbols, endpoints or okx.OKX, **options)
+
+
+def _bybit(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
+    from arbwire.venues import bybit
+
+    return bybit.BybitSession(symbols, endpoints or bybit.PUBLIC, **options)
+
+
+def _gateio(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
+    from arbwire.venues import gateio
+
+    return gateio.GateioSession(symbols, endpoints or gateio.SPOT, **options)
 
 
 def _rest(options: Mapping[str, Any], *drop: str) -> dict[str, Any]:
@@ -31,6 +43,8 @@ def _rest(options: Mapping[str, Any], *drop: str) -> dict[str, Any]:
 VENUES: dict[str, SessionFactory] = {
     "binance": _binance,
     "okx": _okx,
+    "bybit": _bybit,
+    "gateio": _gateio,
 }
 
 #: the public endpoints, for ``arbwire run`` and for filling half-given config
