@@ -31,6 +31,10 @@ from arbwire.venues.base import Action, FetchSnapshot, Reconnect, Send
 
 log = logging.getLogger("arbwire.net")
 
+Tap = Callable[[str, bytes, int, str], None]
+"""Sees raw traffic for recording: (kind, payload, time ns, url) with kind one of
+"open", "recv", "sent", "http" (a REST response body; url is the GET's URL)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LinkOptions:
@@ -103,6 +107,7 @@ class Link:
         self.options = options or LinkOptions()
         self.ssl_context = ssl_context
         self.on_status = on_status
+        self.tap: Tap | None = None
         self.stats = LinkStats()
         self.transport: WSTransport | None = None
         self._rng = random.Random()
@@ -118,6 +123,8 @@ class Link:
     def on_frame(self, payload: bytes, recv_ns: int) -> None:
         t0 = self._perf()
         self.stats.frames += 1
+        if self.tap is not None:
+            self.tap("recv", payload, recv_ns, "")
         actions = self.feed.on_frame(payload, recv_ns)
         if actions:
             self.execute(actions)
@@ -127,7 +134,10 @@ class Link:
         for action in actions:
             if type(action) is Send:
                 if self.transport is not None:
-                    self.transport.send(WSMsgType.TEXT, action.text.encode())
+                    data = action.text.encode()
+                    self.transport.send(WSMsgType.TEXT, data)
+                    if self.tap is not None:
+                        self.tap("sent", data, time.time_ns(), "")
             elif type(action) is FetchSnapshot:
                 self._spawn(self._fetch_snapshot(action))
             elif type(action) is Reconnect:
@@ -145,6 +155,8 @@ class Link:
         self.stats.connected_since_ns = now
         self.feed.last_recv_ns = now
         self._ping_sent_ns = 0
+        if self.tap is not None:
+            self.tap("open", b"", now, self.session.url())
         self._status("connected", self.session.url()[:120])
         self.execute(list(self.session.on_open(now)))
 
@@ -253,6 +265,8 @@ class Link:
         sync = self.feed.sync_for(action.symbol)
         try:
             body, recv_ns = await self.rest.get(self.venue, action.url)
+            if self.tap is not None:
+                self.tap("http", body, recv_ns, action.url)
             actions = self.feed.on_snapshot(action.symbol, body, recv_ns)
         except (RestError, ValueError) as exc:
             self.stats.snapshot_failures += 1
