@@ -55,11 +55,9 @@ class BookSide:
     def text_levels(self, depth: int) -> list[tuple[str, str]]:
         """Top ``depth`` levels as the venue's own (price text, size text)."""
         sign, sizes, texts, order = self.sign, self.sizes, self.texts, self.order
-        out = []
-        for i in range(len(order) - 1, max(len(order) - depth, 0) - 1, -1):
-            price = order[i] * sign
-            out.append((texts[price], sizes[price]))
-        return out
+        top = order[-depth:] if depth < len(order) else order
+        prices = [key * sign for key in reversed(top)] if sign < 0 else top[::-1]
+        return [(texts[p], sizes[p]) for p in prices]
 
     def trim(self, max_depth: int) -> None:
         """Drop the worst levels beyond ``max_depth`` (bounded memory)."""
