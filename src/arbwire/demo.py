@@ -58,12 +58,12 @@ async def run_demo(
                         break
                     live.update(board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started))
                     await asyncio.sleep(0.25)
+        summary = engine.snapshot()  # as the run ends, before the links are shut
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sims.close()
-    summary = engine.snapshot()
     summary["duration_s"] = round(time.monotonic() - started, 2)
     summary["opportunity_events"] = [
         {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]
