@@ -47,3 +47,9 @@ def test_plain_text_keeps_json_numbers_exact():
 def test_zero_sizes():
     assert is_zero("0") and is_zero("0.00000000") and is_zero("0.0")
     assert not is_zero("0.00000001") and not is_zero("10")
+
+
+@pytest.mark.parametrize("bad", [Decimal("1e999999999"), Decimal("NaN"), Decimal("Infinity")])
+def test_plain_text_refuses_absurd_numbers(bad):
+    with pytest.raises(NumberError):
+        plain_text(bad)

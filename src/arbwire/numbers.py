@@ -84,8 +84,10 @@ def plain_text(value: Decimal | int | float | str) -> str:
         value = Decimal(repr(value))
     elif not isinstance(value, Decimal):
         value = Decimal(value)
-    text = format(value, "f")
-    return text
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or not -64 <= exponent <= 64:
+        raise NumberError(f"not a plain market number: {value!r}")
+    return format(value, "f")
 
 
 def is_zero(text: str) -> bool:

@@ -36,6 +36,12 @@ def _gateio(symbols: Sequence[str], endpoints: Endpoints | None, options: Mappin
     return gateio.GateioSession(symbols, endpoints or gateio.SPOT, **options)
 
 
+def _htx(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
+    from arbwire.venues import htx
+
+    return htx.HtxSession(symbols, endpoints or htx.HTX, **options)
+
+
 def _rest(options: Mapping[str, Any], *drop: str) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in drop}
 
@@ -45,6 +51,7 @@ VENUES: dict[str, SessionFactory] = {
     "okx": _okx,
     "bybit": _bybit,
     "gateio": _gateio,
+    "htx": _htx,
 }
 
 #: the public endpoints, for ``arbwire run`` and for filling half-given config
