@@ -1,0 +1,141 @@
+"""Faults injected by the simulators, seen through the real client: only the broken book suffers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from arbwire.config import Config, LinkConfig, VenueConfig
+from arbwire.engine import Engine
+from arbwire.model import BadFrame, FeedState, Opportunity, OpportunityEvent, SyncState
+from arbwire.sim.market import MarketConfig
+from arbwire.sim.runner import start_simulators
+
+SYMBOLS = ["BTC-USDT", "ETH-USDT"]
+
+
+def _config(sims, **venue_options) -> Config:
+    return Config(
+        venues={
+            name: VenueConfig(
+                symbols=list(SYMBOLS),
+                ws_url=ep.ws_url,
+                rest_url=ep.rest_url,
+                options=venue_options.get(name, {}),
+            )
+            for name, ep in sims.endpoints.items()
+        },
+        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2),
+    )
+
+
+async def _run(engine: Engine, seconds: float, during=None) -> list:
+    events: list = []
+    engine.listeners.append(events.append)
+    task = asyncio.create_task(engine.run())
+    try:
+        if during is not None:
+            await during(events)
+        else:
+            await asyncio.sleep(seconds)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return events
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def _all_synced(engine: Engine) -> bool:
+    return all(s.synced for f in engine.feeds.values() for s in f.syncs.values())
+
+
+async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it():
+    # an episode open for the whole run: the broken book would show an opportunity if used
+    market = MarketConfig(episode_first_s=0.3, episode_every_s=100, episode_duration_s=100)
+    sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=5, tick_ms=50, market=market)
+    engine = Engine(_config(sims))
+
+    async def scenario(events: list) -> None:
+        await _until(lambda: _all_synced(engine))
+        await _until(lambda: any(ep.start_ns for ep in sims.model.episodes))
+        await asyncio.sleep(0.3)
+        broken.append(sims.model.episodes[0].symbol)  # break the book that shows the arbitrage
+        for venue in ("binance", "okx"):
+            sims.inject(venue, "skip_sequence", symbol=broken[0])
+        await _until(lambda: engine.feeds["binance"].syncs[broken[0]].resyncs >= 1)
+        await _until(lambda: engine.feeds["okx"].syncs[broken[0]].resyncs >= 1)
+        await _until(lambda: _all_synced(engine))
+        await asyncio.sleep(0.3)
+        for venue, feed in engine.feeds.items():  # as the run ends, before shutdown
+            counts[venue] = {s: (y.gaps, y.resyncs, y.synced) for s, y in feed.syncs.items()}
+            connects[venue] = engine.links[venue].stats.connects
+
+    broken: list[str] = []
+    counts: dict[str, dict] = {}
+    connects: dict[str, int] = {}
+    try:
+        events = await _run(engine, 0, scenario)
+    finally:
+        await sims.close()
+    for venue in ("binance", "okx"):
+        (sym,) = broken
+        (other,) = set(SYMBOLS) - {sym}
+        assert counts[venue][sym] == (1, 1, True), venue
+        assert counts[venue][other] == (0, 0, True), venue
+        assert connects[venue] == 1  # the link itself never dropped
+        # between the gap and the resync, no opportunity used that venue's BTC book
+        states = [e for e in events if isinstance(e, FeedState) and e.venue == venue and e.symbol == sym]
+        broke = next(e.recv_ns for e in states if e.state is SyncState.RESYNCING)
+        healed = next(e.recv_ns for e in states if e.state is SyncState.SYNCED and e.recv_ns > broke)
+        for e in events:
+            if (
+                isinstance(e, Opportunity)
+                and e.symbol == sym
+                and venue in (e.buy_venue, e.sell_venue)
+                and e.event is not OpportunityEvent.CLOSED
+            ):
+                assert not broke <= e.recv_ns < healed, e
+    # the episode was seen before the break (so the check above had something to guard)
+    assert any(isinstance(e, Opportunity) and e.symbol == broken[0] for e in events)
+
+
+async def test_bad_frames_are_counted_and_the_link_carries_on():
+    sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=3, tick_ms=50)
+    engine = Engine(_config(sims))
+    junk = [
+        b"{not json",
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":"soon","U":1,"u":2,"b":[],"a":[]}}',
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"U":1,',
+        b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":5}]}',
+        b'{"event":"mystery"}',
+    ]
+
+    async def scenario(events: list) -> None:
+        await _until(lambda: _all_synced(engine))
+        before = {v: engine.links[v].stats.frames for v in engine.links}
+        for venue in ("binance", "okx"):
+            for frame in junk:
+                sims.venue(venue).inject("send_raw", payload=frame)
+        await _until(lambda: all(engine.links[v].stats.frames > before[v] + 20 for v in engine.links))
+        for venue in engine.links:
+            synced[venue] = all(s.synced for s in engine.feeds[venue].syncs.values())
+
+    synced: dict[str, bool] = {}
+    try:
+        events = await _run(engine, 0, scenario)
+    finally:
+        await sims.close()
+    bad = [e for e in events if isinstance(e, BadFrame)]
+    for venue in ("binance", "okx"):
+        assert engine.feeds[venue].session.stats.bad_frames >= 4, venue
+        assert any(b.venue == venue for b in bad)
+        assert engine.links[venue].stats.connects == 1
+        assert synced[venue]
