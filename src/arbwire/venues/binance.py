@@ -119,7 +119,7 @@ class BinanceSession(VenueSession):
         self._routes: dict[str, tuple[int, str]] = {}
         self._seen: set[str] = set()
         self._reported_silent: set[str] = set()
-        self._opened_ns = 0
+        self._opened_ns: int | None = None
         self._frame = msgspec.json.Decoder(_Frame)
         self._depth = msgspec.json.Decoder(_Depth)
         self._ticker = msgspec.json.Decoder(_BookTicker)
@@ -145,7 +145,7 @@ class BinanceSession(VenueSession):
 
     def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Output]:
         """Binance accepts an unknown symbol in silence: report symbols that never sent data."""
-        if not self._opened_ns or now_ns - self._opened_ns < self.no_data_timeout_ns:
+        if self._opened_ns is None or now_ns - self._opened_ns < self.no_data_timeout_ns:
             return []
         silent = [s for s in self.symbols if s not in self._seen and s not in self._reported_silent]
         self._reported_silent.update(silent)
@@ -181,6 +181,8 @@ class BinanceSession(VenueSession):
                 return self._control(frame, payload, recv_ns)
             route = self._routes.get(stream)
             if route is None:
+                if stream.startswith("!"):  # venue-wide events such as !serverShutdown
+                    return self._control(frame, payload, recv_ns)
                 route = self._route(stream)
             kind, symbol = route
             self._seen.add(symbol)
