@@ -51,10 +51,11 @@ def oracle_size(buy: BookCopy, sell: BookCopy) -> Decimal:
         return hi if clears(hi) else lo
 
 
-async def test_demo_finds_the_arbitrage_the_model_opened():
+async def test_demo_finds_the_arbitrage_the_model_opened(tmp_path):
     market = MarketConfig(episode_first_s=0.8, episode_every_s=1.6, episode_duration_s=0.6)
     sims = await start_simulators(venues=("binance", "okx"), seed=11, tick_ms=50, market=market)
     config = Config(
+        instrument_cache_dir=str(tmp_path),
         venues={
             name: VenueConfig(symbols=["BTC-USDT", "ETH-USDT"], ws_url=ep.ws_url, rest_url=ep.rest_url)
             for name, ep in sims.endpoints.items()

@@ -14,8 +14,9 @@ from arbwire.sim.runner import start_simulators
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
-def _config(sims, **venue_options) -> Config:
+def _config(sims, tmp_path, **venue_options) -> Config:
     return Config(
+        instrument_cache_dir=str(tmp_path),
         venues={
             name: VenueConfig(
                 symbols=list(SYMBOLS),
@@ -57,11 +58,11 @@ def _all_synced(engine: Engine) -> bool:
     return all(s.synced for f in engine.feeds.values() for s in f.syncs.values())
 
 
-async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it():
+async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it(tmp_path):
     # an episode open for the whole run: the broken book would show an opportunity if used
     market = MarketConfig(episode_first_s=0.3, episode_every_s=100, episode_duration_s=100)
     sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=5, tick_ms=50, market=market)
-    engine = Engine(_config(sims))
+    engine = Engine(_config(sims, tmp_path))
 
     async def scenario(events: list) -> None:
         await _until(lambda: _all_synced(engine))
@@ -107,9 +108,9 @@ async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it(
     assert any(isinstance(e, Opportunity) and e.symbol == broken[0] for e in events)
 
 
-async def test_bad_frames_are_counted_and_the_link_carries_on():
+async def test_bad_frames_are_counted_and_the_link_carries_on(tmp_path):
     sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=3, tick_ms=50)
-    engine = Engine(_config(sims))
+    engine = Engine(_config(sims, tmp_path))
     junk = [
         b"{not json",
         b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":"soon","U":1,"u":2,"b":[],"a":[]}}',
@@ -139,3 +140,26 @@ async def test_bad_frames_are_counted_and_the_link_carries_on():
         assert any(b.venue == venue for b in bad)
         assert engine.links[venue].stats.connects == 1
         assert synced[venue]
+
+
+async def test_a_symbol_the_venue_does_not_list_is_reported_once_and_the_rest_run(tmp_path):
+    sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=2, tick_ms=50)
+    config = _config(sims, tmp_path)
+    for venue in config.venues.values():
+        venue.symbols = [*SYMBOLS, "NOPE-USDT"]
+    engine = Engine(config)
+
+    async def scenario(events: list) -> None:
+        await _until(lambda: engine.instruments is not None and _all_synced(engine))
+        await asyncio.sleep(0.2)
+
+    try:
+        events = await _run(engine, 0, scenario)
+    finally:
+        await sims.close()
+    errors = [e for e in events if type(e).__name__ == "VenueError"]
+    for venue in ("binance", "okx"):
+        mine = [e for e in errors if e.venue == venue]
+        assert len(mine) == 1 and mine[0].symbol == "NOPE-USDT", mine
+        assert set(engine.feeds[venue].syncs) == set(SYMBOLS)
+    assert engine.unlisted == {"binance": ["NOPE-USDT"], "okx": ["NOPE-USDT"]}

@@ -49,6 +49,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
     link: LinkConfig = msgspec.field(default_factory=LinkConfig)
     log_level: str = "INFO"
+    check_instruments: bool = True  # load instrument lists and drop unlisted symbols
+    instrument_cache_dir: str | None = None  # default ~/.cache/arbwire/instruments
 
 
 class ConfigError(ValueError):

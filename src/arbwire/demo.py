@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -26,12 +27,14 @@ DEMO_VENUES = ("binance", "okx")
 DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT")
 
 
-def demo_config(endpoints: dict[str, Any], symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Config:
+def demo_config(
+    endpoints: dict[str, Any], symbols: tuple[str, ...] = DEMO_SYMBOLS, cache_dir: str | None = None
+) -> Config:
     venues = {
         name: VenueConfig(symbols=list(symbols), ws_url=ep.ws_url, rest_url=ep.rest_url)
         for name, ep in endpoints.items()
     }
-    return Config(venues=venues)
+    return Config(venues=venues, instrument_cache_dir=cache_dir)
 
 
 async def run_demo(
@@ -44,7 +47,8 @@ async def run_demo(
 ) -> dict[str, Any]:
     console = console or Console(stderr=as_json)
     sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed)
-    engine = Engine(demo_config(sims.endpoints))
+    cache = tempfile.TemporaryDirectory(prefix="arbwire-demo-")  # simulator lists stay out of the real cache
+    engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
     started = time.monotonic()
     task = asyncio.create_task(engine.run())
     try:
@@ -64,6 +68,7 @@ async def run_demo(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sims.close()
+        cache.cleanup()
     summary["duration_s"] = round(time.monotonic() - started, 2)
     summary["opportunity_events"] = [
         {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]

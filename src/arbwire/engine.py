@@ -14,12 +14,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from arbwire.arb.detector import ArbDetector
 from arbwire.arb.fees import FeeSchedule
 from arbwire.config import Config
 from arbwire.feed import VenueFeed
+from arbwire.instruments import InstrumentBook, InstrumentsError, load_instruments
+from arbwire.instruments.load import SOURCES as INSTRUMENT_SOURCES
+from arbwire.instruments.load import default_cache_dir
 from arbwire.latency import VenueLatency
 from arbwire.model import (
     BadFrame,
@@ -37,9 +42,15 @@ from arbwire.net.rest import RestClient
 from arbwire.sinks import BoundedSink
 from arbwire.sync import BookSync
 from arbwire.venues.base import Endpoints
-from arbwire.venues.registry import make_session
+from arbwire.venues.registry import default_endpoints, make_session
 
 log = logging.getLogger("arbwire.engine")
+
+
+def _host_key(url: str) -> str:
+    """A cache folder per REST host, so a simulator's list never stands in for a venue's."""
+    parts = urlsplit(url)
+    return (parts.netloc or url).replace(":", "_").replace("/", "_")
 
 
 @dataclass(slots=True)
@@ -82,40 +93,89 @@ class Engine:
         self.links: dict[str, Link] = {}
         self.latency: dict[str, VenueLatency] = {}
         self.counters: dict[str, VenueCounters] = {}
+        self._config_name: dict[str, str] = {}
         self.errors: deque[VenueError] = deque(maxlen=100)
         self.started_ns = 0
         link_cfg = config.link
-        options = LinkOptions(
+        self._ssl_context = ssl_context
+        self._link_options = LinkOptions(
             backoff_base_s=link_cfg.backoff_base_s,
             backoff_cap_s=link_cfg.backoff_cap_s,
             dead_after_s=link_cfg.dead_after_s,
             rtt_ping_s=link_cfg.rtt_ping_s,
         )
+        self.instruments: InstrumentBook | None = None
+        self.unlisted: dict[str, list[str]] = {}
         for name, vcfg in config.venues.items():
-            if not vcfg.enabled:
-                continue
-            endpoints = None
-            if vcfg.ws_url or vcfg.rest_url:
-                from arbwire.venues.registry import default_endpoints
+            if vcfg.enabled:
+                self._build_venue(name, vcfg.symbols)
 
-                public = default_endpoints(name, vcfg.options)
-                endpoints = Endpoints(vcfg.ws_url or public.ws_url, vcfg.rest_url or public.rest_url)
-            session = make_session(name, vcfg.symbols, endpoints, vcfg.options)
-            venue = session.name
-            latency = VenueLatency(venue)
-            counters = VenueCounters()
-            feed = VenueFeed(
-                session,
-                max_depth=link_cfg.max_depth,
-                on_book=self._book_handler(latency, counters),
-                on_event=self._event_handler(venue, latency, counters),
-            )
-            for sync in feed.syncs.values():
-                self.detector.register(sync)
-            self.feeds[venue] = feed
-            self.latency[venue] = latency
-            self.counters[venue] = counters
-            self.links[venue] = Link(feed, self.rest, latency, options, ssl_context=ssl_context)
+    def _endpoints(self, name: str) -> Endpoints | None:
+        vcfg = self.config.venues[name]
+        if not (vcfg.ws_url or vcfg.rest_url):
+            return None
+        public = default_endpoints(name, vcfg.options)
+        return Endpoints(vcfg.ws_url or public.ws_url, vcfg.rest_url or public.rest_url)
+
+    def _build_venue(self, name: str, symbols: list[str]) -> None:
+        """(Re)build one venue's session, feed and link; only before the links run."""
+        vcfg = self.config.venues[name]
+        session = make_session(name, symbols, self._endpoints(name), vcfg.options)
+        venue = session.name
+        old = self.feeds.pop(venue, None)
+        if old is not None:
+            for sync in old.syncs.values():
+                self.detector.unregister(sync)
+        latency = VenueLatency(venue)
+        counters = VenueCounters()
+        feed = VenueFeed(
+            session,
+            max_depth=self.config.link.max_depth,
+            on_book=self._book_handler(latency, counters),
+            on_event=self._event_handler(venue, latency, counters),
+        )
+        for sync in feed.syncs.values():
+            self.detector.register(sync)
+        self.feeds[venue] = feed
+        self.latency[venue] = latency
+        self.counters[venue] = counters
+        self.links[venue] = Link(feed, self.rest, latency, self._link_options, ssl_context=self._ssl_context)
+        self._config_name[venue] = name
+
+    async def check_instruments(self) -> None:
+        """Load every venue's instrument list (REST, else the disk cache) and drop, with one
+        plain report each, the symbols a venue does not list; the rest run."""
+        urls = {venue: feed.session.endpoints.rest_url for venue, feed in self.feeds.items()}
+        by_kind = {v: self._config_name[v] for v in urls}
+        cache_root = Path(self.config.instrument_cache_dir).expanduser() if self.config.instrument_cache_dir else None
+        book = InstrumentBook()
+        for venue, url in urls.items():
+            name = by_kind[venue]
+            if name not in INSTRUMENT_SOURCES:
+                continue
+            cache_dir = (cache_root or default_cache_dir()) / _host_key(url)
+            try:
+                book.add(await load_instruments(name, url, self.rest, cache_dir))
+            except InstrumentsError as exc:
+                log.error("venue=%s symbols unchecked: %s", venue, exc)
+                continue
+            symbols = self.feeds[venue].session.symbols
+            listed, missing = book.check(name, symbols)
+            if missing:
+                self.unlisted[venue] = missing
+                for symbol in missing:
+                    err = VenueError(venue, symbol, "unlisted", f"{venue} does not list {symbol}", time.time_ns())
+                    self.errors.append(err)
+                    self.counters[venue].venue_errors.append(f"{symbol}: not listed")
+                    self._deliver(err)
+                if listed:
+                    counters = self.counters[venue]
+                    self._build_venue(name, listed)
+                    self.counters[venue].venue_errors = counters.venue_errors
+                else:
+                    log.error("venue=%s lists none of %s; not connecting", venue, symbols)
+                    self.links.pop(venue)
+        self.instruments = book
 
     # -- hot path callbacks -----------------------------------------------------------
     def _book_handler(self, latency: VenueLatency, counters: VenueCounters) -> Callable[[BookSync, BookUpdate], None]:
@@ -182,6 +242,8 @@ class Engine:
     async def run(self, duration_s: float | None = None) -> None:
         """Run until ``duration_s`` passes, or forever; cancel to stop."""
         self.started_ns = time.time_ns()
+        if self.config.check_instruments:
+            await self.check_instruments()
         for sink in self.sinks:
             sink.start()
         tasks = [asyncio.create_task(link.run(), name=f"link-{v}") for v, link in self.links.items()]
