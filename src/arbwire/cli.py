@@ -1,4 +1,4 @@
-"""The ``arbwire`` command: run, demo, sim."""
+"""The ``arbwire`` command: run, demo, sim, record, replay."""
 
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--venues", nargs="+", default=["binance", "okx"])
     sim.add_argument("--seed", type=int, default=1)
     sim.set_defaults(func=cmd_sim)
+    from arbwire.record import cli as record_cli  # arbwire record, arbwire replay
+
+    record_cli.add_parsers(sub)
     return parser
 
 
