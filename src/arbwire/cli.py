@@ -76,7 +76,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     _setup_logging("INFO", quiet=False)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_loop(runner.serve_forever(venues=tuple(args.venues), seed=args.seed))
+        return runner.main(args.sim_args)
     return 0
 
 
@@ -92,10 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
-    sim = sub.add_parser("sim", help="run the local venue simulators")
-    sim.add_argument("--venues", nargs="+", default=["binance", "okx"])
-    sim.add_argument("--seed", type=int, default=1)
-    sim.set_defaults(func=cmd_sim)
+    sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     from arbwire.record import cli as record_cli  # arbwire record, arbwire replay
 
     record_cli.add_parsers(sub)
@@ -103,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:  # the simulators own their options (see arbwire.sim.runner)
+        return cmd_sim(argparse.Namespace(sim_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
