@@ -176,6 +176,14 @@ class Engine:
                     log.error("venue=%s lists none of %s; not connecting", venue, symbols)
                     self.links.pop(venue)
         self.instruments = book
+        by_symbol: dict[str, list[str]] = {}
+        for venue, feed in self.feeds.items():
+            for symbol in feed.syncs:
+                by_symbol.setdefault(symbol, []).append(self._config_name[venue])
+        for symbol, names in by_symbol.items():
+            decimals = book.size_decimals(symbol, names)
+            if decimals is not None:
+                self.detector.set_size_decimals(symbol, decimals)
 
     # -- hot path callbacks -----------------------------------------------------------
     def _book_handler(self, latency: VenueLatency, counters: VenueCounters) -> Callable[[BookSync, BookUpdate], None]:

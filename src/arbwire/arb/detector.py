@@ -171,6 +171,12 @@ class ArbDetector:
 
     # -- wiring ---------------------------------------------------------------
 
+    def set_size_decimals(self, symbol: str, decimals: int) -> None:
+        """Round ``symbol``'s sizes down to ``decimals`` (the venues' coarsest lot)."""
+        if not 0 <= decimals <= SCALE_DIGITS:
+            raise ValueError(f"size decimals must be 0..{SCALE_DIGITS}: {decimals}")
+        self._lots[symbol] = 10 ** (SCALE_DIGITS - decimals)
+
     def register(self, sync: BookSync, now_ns: int | None = None) -> list[Opportunity]:
         """Add a venue+symbol book; a new sync for a known venue+symbol replaces the old.
 
