@@ -33,3 +33,22 @@ def test_run_with_a_bad_config_names_the_file_and_key(tmp_path):
     proc = _arbwire("run", "--config", str(bad), timeout=30)
     assert proc.returncode == 2
     assert f"{bad}: arb.min_net_bps" in proc.stderr
+
+
+def test_ctrl_c_ends_the_demo_with_its_summary():
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arbwire.cli", "demo", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["duration_s"] >= 2.5
+    assert all(v["frames"] > 0 for v in summary["venues"].values())

@@ -42,6 +42,14 @@ def venue_table(snapshot: dict[str, Any], title: str = "venues") -> Table:
     return table
 
 
+def _short(text: str, places: int = 8) -> str:
+    """Display form of an exact average price: at most ``places`` decimals."""
+    whole, dot, frac = text.partition(".")
+    if len(frac) <= places:
+        return text
+    return f"{whole}.{frac[:places]}…"
+
+
 def opportunity_table(opps: Iterable[Opportunity], title: str = "opportunities (latest)") -> Table:
     table = Table(title=title)
     for col in ("event", "symbol", "buy @", "price", "sell @", "price", "size", "gross bps", "net bps", "profit", "age ms", "life ms"):
@@ -52,13 +60,13 @@ def opportunity_table(opps: Iterable[Opportunity], title: str = "opportunities (
             Text(o.event.value, style=style[o.event]),
             o.symbol,
             o.buy_venue,
-            o.buy_price,
+            _short(o.buy_price),
             o.sell_venue,
-            o.sell_price,
+            _short(o.sell_price),
             o.size,
             f"{o.gross_bps:.1f}",
             f"{o.net_bps:.1f}",
-            o.profit,
+            _short(o.profit, 4),
             f"{max(o.buy_quote_age_ns, o.sell_quote_age_ns) / 1e6:.1f}",
             f"{o.lifetime_ns / 1e6:.0f}" if o.event is OpportunityEvent.CLOSED else "",
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -51,17 +52,28 @@ async def run_demo(
     engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
     started = time.monotonic()
     task = asyncio.create_task(engine.run())
+    stop = asyncio.Event()  # Ctrl-C ends the run and still prints the summary
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
-        if as_json or not console.is_terminal:
-            await _wait(task, duration_s)
-        else:
-            with Live(console=console, refresh_per_second=4, transient=False) as live:
-                end = None if duration_s is None else started + duration_s
-                while end is None or time.monotonic() < end:
-                    if task.done():
-                        break
+        end = None if duration_s is None else started + duration_s
+        live = None
+        if not as_json and console.is_terminal:
+            live = Live(console=console, refresh_per_second=4, transient=False)
+            live.start()
+        try:
+            while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
+                if live is not None:
                     live.update(board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started))
-                    await asyncio.sleep(0.25)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+        finally:
+            if live is not None:
+                live.stop()
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
         summary = engine.snapshot()  # as the run ends, before the links are shut
     finally:
         task.cancel()
@@ -69,6 +81,9 @@ async def run_demo(
             await task
         await sims.close()
         cache.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     summary["duration_s"] = round(time.monotonic() - started, 2)
     summary["opportunity_events"] = [
         {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]
@@ -80,10 +95,3 @@ async def run_demo(
         console.print(opportunity_table(list(engine.opportunities)[-20:], title="last opportunity events"))
     return summary
 
-
-async def _wait(task: asyncio.Task[None], duration_s: float | None) -> None:
-    if duration_s is None:
-        await task
-    else:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), duration_s)
