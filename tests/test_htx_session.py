@@ -296,8 +296,12 @@ def test_mbp_rule_compares_prev_seq_not_plus_one():
     assert rule.next(226, upd(204, 160)).name == "STALE"
 
 
+def test_default_req_spacing_keeps_a_margin_over_the_100_ms_limit():
+    assert HtxSession(["BTC-USDT"]).req_interval_ns >= 110 * MS
+
+
 def test_req_is_rate_limited_to_one_per_100_ms_per_link():
-    session = HtxSession(["BTC-USDT", "ETH-USDT", "LTC-USDT"])
+    session = HtxSession(["BTC-USDT", "ETH-USDT", "LTC-USDT"], req_interval_s=0.1)
     feed = VenueFeed(session)
     session.on_open(T0)
     got = []

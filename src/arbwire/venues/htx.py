@@ -300,7 +300,7 @@ class HtxSession(VenueSession):
         quotes: bool | None = None,
         trades: bool | None = None,
         ping_timeout_s: float = 15.0,
-        req_interval_s: float = 0.1,
+        req_interval_s: float = 0.12,
         req_timeout_s: float = 5.0,
         req_retry_max_s: float = 30.0,
         max_frame_bytes: int = 16 << 20,
