@@ -45,35 +45,59 @@ def split_glued(name: str) -> tuple[str, str]:
     raise SymbolError(f"cannot tell base from quote in {name!r}")
 
 
-class GluedSymbols:
-    """Both-way map for venues whose names are ``base+quote`` in one case."""
+class SymbolMap:
+    """Both-way, cached map between arbwire symbols and one venue's names.
 
-    __slots__ = ("_to_venue", "_to_common", "lower")
+    Subclasses say how one name becomes the other (``venue_name``/``common_name``);
+    this class keeps the caches, bounded for names that arrive off the wire.
+    """
 
-    def __init__(self, symbols: Iterable[str], *, lower: bool) -> None:
-        self.lower = lower
+    __slots__ = ("_to_venue", "_to_common")
+
+    _MAX = 10_000
+
+    def __init__(self, symbols: Iterable[str] = ()) -> None:
         self._to_venue: dict[str, str] = {}
         self._to_common: dict[str, str] = {}
         for symbol in symbols:
-            base, quote = split(symbol)
-            name = base + quote
-            name = name.lower() if lower else name
-            self._to_venue[f"{base}-{quote}"] = name
-            self._to_common[name] = f"{base}-{quote}"
+            self.to_venue(symbol)
+
+    def venue_name(self, symbol: str) -> str:
+        raise NotImplementedError
+
+    def common_name(self, name: str) -> str:
+        raise NotImplementedError
 
     def to_venue(self, symbol: str) -> str:
         name = self._to_venue.get(symbol)
         if name is None:
-            base, quote = split(symbol)
-            name = (base + quote).lower() if self.lower else base + quote
+            name = self.venue_name(symbol)
             self._to_venue[symbol] = name
-            self._to_common[name] = f"{base}-{quote}"
+            self._to_common[name] = symbol
         return name
 
     def to_common(self, name: str) -> str:
         symbol = self._to_common.get(name)
         if symbol is None:
-            base, quote = split_glued(name)
-            symbol = f"{base}-{quote}"
-            self._to_common[name] = symbol
+            symbol = self.common_name(name)
+            if len(self._to_common) < self._MAX:
+                self._to_common[name] = symbol
         return symbol
+
+
+class GluedSymbols(SymbolMap):
+    """Venues whose names are ``base+quote`` in one case (Binance, Bybit, HTX)."""
+
+    __slots__ = ("lower",)
+
+    def __init__(self, symbols: Iterable[str] = (), *, lower: bool) -> None:
+        self.lower = lower
+        super().__init__(symbols)
+
+    def venue_name(self, symbol: str) -> str:
+        base, quote = split(symbol)
+        return (base + quote).lower() if self.lower else base + quote
+
+    def common_name(self, name: str) -> str:
+        base, quote = split_glued(name)
+        return f"{base}-{quote}"

@@ -37,7 +37,7 @@ from typing import Literal
 import msgspec
 
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
-from arbwire.symbols import SymbolError, split
+from arbwire.symbols import SymbolError, SymbolMap, split
 from arbwire.sync import SequenceRule, Verdict
 from arbwire.venues.base import (
     Action,
@@ -191,35 +191,20 @@ class OrderBookUpdateRule(SequenceRule):
 
 
 # -- symbols ---------------------------------------------------------------------------
-class UnderscoreSymbols:
+class UnderscoreSymbols(SymbolMap):
     """``BTC-USDT`` <-> ``BTC_USDT``; every Gate spot pair has exactly one underscore."""
 
-    __slots__ = ("_to_venue", "_to_common")
+    __slots__ = ()
 
-    def __init__(self, symbols: Iterable[str] = ()) -> None:
-        self._to_venue: dict[str, str] = {}
-        self._to_common: dict[str, str] = {}
-        for symbol in symbols:
-            self.to_venue(symbol)
+    def venue_name(self, symbol: str) -> str:
+        base, quote = split(symbol)
+        return f"{base}_{quote}"
 
-    def to_venue(self, symbol: str) -> str:
-        name = self._to_venue.get(symbol)
-        if name is None:
-            base, quote = split(symbol)
-            name = f"{base}_{quote}"
-            self._to_venue[symbol] = name
-            self._to_common[name] = f"{base}-{quote}"
-        return name
-
-    def to_common(self, name: str) -> str:
-        symbol = self._to_common.get(name)
-        if symbol is None:
-            base, sep, quote = name.partition("_")
-            if not sep or not base or not quote or "_" in quote or not name.isascii():
-                raise SymbolError(f"{name!r} is not a Gate pair such as BTC_USDT")
-            symbol = f"{base.upper()}-{quote.upper()}"
-            self._to_common[name] = symbol
-        return symbol
+    def common_name(self, name: str) -> str:
+        base, sep, quote = name.partition("_")
+        if not sep or not base or not quote or "_" in quote or not name.isascii():
+            raise SymbolError(f"{name!r} is not a Gate pair such as BTC_USDT")
+        return f"{base.upper()}-{quote.upper()}"
 
 
 def ms_text_to_ns(value: str | int) -> int:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
 from arbwire.book import L2Book
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
+from arbwire.symbols import SymbolMap
 from arbwire.sync import SequenceRule, Verdict
 from arbwire.venues.base import (
     Action,
@@ -190,32 +191,16 @@ class OkxRule(SequenceRule):
 
 
 # -- symbols -----------------------------------------------------------------------------
-class OkxSymbols:
+class OkxSymbols(SymbolMap):
     """arbwire ``BTC-USDT-PERP`` <-> OKX ``BTC-USDT-SWAP``; every other name is the same on both."""
 
-    __slots__ = ("_to_venue", "_to_common")
+    __slots__ = ()
 
-    def __init__(self, symbols: Iterable[str] = ()) -> None:
-        self._to_venue: dict[str, str] = {}
-        self._to_common: dict[str, str] = {}
-        for symbol in symbols:
-            self.to_venue(symbol)
+    def venue_name(self, symbol: str) -> str:
+        return symbol[:-5] + "-SWAP" if symbol.endswith("-PERP") else symbol
 
-    def to_venue(self, symbol: str) -> str:
-        name = self._to_venue.get(symbol)
-        if name is None:
-            name = symbol[:-5] + "-SWAP" if symbol.endswith("-PERP") else symbol
-            self._to_venue[symbol] = name
-            self._to_common[name] = symbol
-        return name
-
-    def to_common(self, name: str) -> str:
-        symbol = self._to_common.get(name)
-        if symbol is None:
-            symbol = name[:-5] + "-PERP" if name.endswith("-SWAP") else name
-            if len(self._to_common) < 10_000:  # names come off the wire: keep the cache bounded
-                self._to_common[name] = symbol
-        return symbol
+    def common_name(self, name: str) -> str:
+        return name[:-5] + "-PERP" if name.endswith("-SWAP") else name
 
 
 # -- session -----------------------------------------------------------------------------
