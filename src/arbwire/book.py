@@ -103,27 +103,32 @@ class L2Book:
 
     def _apply_side(self, side: BookSide, levels: Iterable[tuple[str, str]]) -> None:
         cache = self._cache
-        sizes, texts, order, sign = side.sizes, side.texts, side.order, side.sign
+        sizes, texts, order = side.sizes, side.texts, side.order
+        negate = side.sign < 0
         inserted = False
         for price, size in levels:
             key = cache.get(price)
             if key is None:
-                key = to_units(price)
-                if len(cache) >= _PRICE_CACHE_MAX:
-                    cache.clear()
-                cache[price] = key
+                key = self._convert(price)
             if size.strip("0."):
-                if key not in sizes:
-                    insort(order, key * sign)
+                if sizes.get(key) is None:
+                    insort(order, -key if negate else key)
                     texts[key] = price
                     inserted = True
                 sizes[key] = size
-            elif key in sizes:
-                del sizes[key]
+            elif sizes.pop(key, None) is not None:
                 del texts[key]
-                del order[bisect_left(order, key * sign)]
+                del order[bisect_left(order, -key if negate else key)]
         if inserted and len(order) > self.max_depth:
             side.trim(self.max_depth)
+
+    def _convert(self, price: str) -> int:
+        cache = self._cache
+        key = to_units(price)
+        if len(cache) >= _PRICE_CACHE_MAX:
+            cache.clear()
+        cache[price] = key
+        return key
 
     def best_bid(self) -> int | None:
         order = self.bids.order
