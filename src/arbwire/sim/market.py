@@ -19,6 +19,7 @@ matching engine would), so only a cross-venue detector can see the edge.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,6 +84,9 @@ class MarketConfig:
     episode_duration_s: float = 1.0
     episode_edge_bps: float = 30.0  # each stray sits this far from the common mid
     episodes: bool = True
+    # "random": any two venues each time; "cycle": every venue pair in turn (direction
+    # random), so a short run with many venues shows every pair
+    episode_pairs: str = "random"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +304,7 @@ class MarketModel:
         self._books = {(v, s): VenueBook() for v in self.venues for s in self.symbols}
         self._constraints = {(v, s): _Constraint() for v in self.venues for s in self.symbols}
         self._active: dict[str, Episode] = {}  # symbol -> open episode
+        self._pair_turn = 0  # next venue pair when episode_pairs == "cycle"
         self._next_episode_step = self._steps(self.config.episode_first_s)
         for venue in self.venues:
             for symbol in self.symbols:
@@ -529,7 +534,13 @@ class MarketModel:
         if not free:
             return []
         symbol = rng.choice(free)
-        buy_venue, sell_venue = rng.sample(self.venues, 2)
+        if cfg.episode_pairs == "cycle":
+            pairs = list(itertools.combinations(self.venues, 2))
+            a, b = pairs[self._pair_turn % len(pairs)]
+            self._pair_turn += 1
+            buy_venue, sell_venue = (a, b) if rng.random() < 0.5 else (b, a)
+        else:
+            buy_venue, sell_venue = rng.sample(self.venues, 2)
         inst = self.instruments[symbol]
         mid = math.exp(self._log_mid[symbol]) / float(inst.tick)
         edge = cfg.episode_edge_bps / 1e4
