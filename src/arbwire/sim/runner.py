@@ -22,7 +22,10 @@ from types import MappingProxyType
 from typing import IO, Any
 
 from arbwire.sim.binance import BinanceServer
+from arbwire.sim.bybit import BybitServer
 from arbwire.sim.faults import MARKET, FaultAt, parse_fault, run_fault_plan
+from arbwire.sim.gateio import GateioServer
+from arbwire.sim.htx import HtxServer
 from arbwire.sim.market import Episode, MarketConfig, MarketModel
 from arbwire.sim.okx import OkxServer
 from arbwire.sim.server import FaultError, VenueServer
@@ -30,7 +33,8 @@ from arbwire.sim.server import FaultError, VenueServer
 log = logging.getLogger("arbwire.sim")
 
 SERVERS: Mapping[str, type[VenueServer]] = MappingProxyType(
-    {"binance": BinanceServer, "okx": OkxServer}
+    {"binance": BinanceServer, "okx": OkxServer, "htx": HtxServer,
+     "bybit": BybitServer, "gateio": GateioServer}
 )
 """Venue name -> simulator class. Later venues (bybit, gateio, htx) register here."""
 
