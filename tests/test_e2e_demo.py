@@ -106,3 +106,42 @@ async def test_demo_finds_the_arbitrage_the_model_opened(tmp_path):
     for o in seen:
         if o.event is OpportunityEvent.OPENED:
             assert any(start <= o.recv_ns <= end for start, end in windows), o
+
+
+async def test_five_venues_sync_and_show_arbitrage_on_all_ten_pairs(tmp_path):
+    venues = ("binance", "okx", "bybit", "gateio", "htx")
+    market = MarketConfig(episode_first_s=0.8, episode_every_s=0.7, episode_duration_s=0.5, episode_pairs="cycle")
+    sims = await start_simulators(venues=venues, seed=4, tick_ms=100, market=market)
+    config = Config(
+        instrument_cache_dir=str(tmp_path),
+        venues={
+            name: VenueConfig(symbols=["BTC-USDT", "ETH-USDT"], ws_url=ep.ws_url, rest_url=ep.rest_url)
+            for name, ep in sims.endpoints.items()
+        },
+    )
+    engine = Engine(config)
+    seen: list[Opportunity] = []
+    engine.listeners.append(lambda e: seen.append(e) if isinstance(e, Opportunity) else None)
+    task = asyncio.create_task(engine.run())
+    try:
+        await asyncio.sleep(10)
+        states = {(v, s): sync.state for v, f in engine.feeds.items() for s, sync in f.syncs.items()}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sims.close()
+    assert len(states) == 10 and all(st is SyncState.SYNCED for st in states.values()), states
+    found = set()
+    for ep in sims.model.episodes:
+        if not ep.start_ns:
+            continue
+        end = (ep.end_ns or 1 << 62) + 50_000_000
+        if any(
+            o.event is OpportunityEvent.OPENED
+            and (o.symbol, o.buy_venue, o.sell_venue) == (ep.symbol, ep.buy_venue, ep.sell_venue)
+            and ep.start_ns <= o.recv_ns <= end
+            for o in seen
+        ):
+            found.add(frozenset((ep.buy_venue, ep.sell_venue)))
+    assert len(found) == 10, sorted(tuple(sorted(p)) for p in found)

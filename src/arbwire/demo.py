@@ -22,9 +22,13 @@ from rich.live import Live
 from arbwire.config import Config, VenueConfig
 from arbwire.console import board, opportunity_table, venue_table
 from arbwire.engine import Engine
+from arbwire.sim.market import MarketConfig
 from arbwire.sim.runner import start_simulators
 
-DEMO_VENUES = ("binance", "okx")
+# An episode every ~1.5 s, cycling through the venue pairs: a minute shows all ten pairs.
+DEMO_MARKET = MarketConfig(episode_first_s=1.0, episode_every_s=1.5, episode_duration_s=1.0, episode_pairs="cycle")
+
+DEMO_VENUES = ("binance", "okx", "bybit", "gateio", "htx")
 DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT")
 
 
@@ -45,9 +49,10 @@ async def run_demo(
     seed: int = 7,
     venues: tuple[str, ...] = DEMO_VENUES,
     console: Console | None = None,
+    market: MarketConfig | None = None,
 ) -> dict[str, Any]:
     console = console or Console(stderr=as_json)
-    sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed)
+    sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed, market=market or DEMO_MARKET)
     cache = tempfile.TemporaryDirectory(prefix="arbwire-demo-")  # simulator lists stay out of the real cache
     engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
     started = time.monotonic()
