@@ -17,7 +17,7 @@ def test_demo_json_summary_shows_synced_books_and_opportunities():
     proc = _arbwire("demo", "--duration", "4", "--json", "--seed", "7")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert set(summary["venues"]) == {"binance", "okx"}
+    assert set(summary["venues"]) == {"binance", "okx", "bybit", "gateio", "htx"}
     for venue, v in summary["venues"].items():
         assert v["frames"] > 20, venue
         assert all(b["state"] == "SYNCED" for b in v["books"].values()), (venue, v["books"])
