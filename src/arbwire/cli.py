@@ -80,6 +80,44 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what in BENCH_SCRIPTS:
+        return cmd_bench_script(args.what, args.bench_args)
+    from arbwire.net import benchmark  # arbwire bench connect: connection costs on loopback
+
+    _setup_logging("WARNING", quiet=True)
+    return benchmark.main(args.bench_args)
+
+
+#: ``arbwire bench NAME``: the scripts in a source checkout's bench/ (each owns its options)
+BENCH_SCRIPTS = {
+    "pipeline": "pipeline.py",  # per-update stages on the Binance ETHUSDT capture, vs a baseline
+    "stages": "stages.py",  # decode / apply / detector per venue on the real captures
+    "compare": "compare.py",  # arbwire vs cryptofeed vs a bare picows loop on one replayed stream
+    "latency": "latency.py",  # server send -> detector done at 10k msg/s and at the maximum rate
+    "memory": "memory.py",  # RSS before and after 10 M messages
+}
+
+
+def cmd_bench_script(name: str, argv: list[str]) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[2] / "bench"
+    path = bench_dir / BENCH_SCRIPTS[name]
+    if not path.is_file():
+        print(f"arbwire bench {name}: {path} not found; the benchmarks live in bench/ of a source "
+              "checkout", file=sys.stderr)
+        return 2
+    if str(bench_dir) not in sys.path:
+        sys.path.insert(0, str(bench_dir))  # the scripts import their neighbours by name
+    spec = importlib.util.spec_from_file_location(f"arbwire_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arbwire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory [--json] "
+        "(arbwire bench NAME --help for options)",
+    )
+    bench.add_argument("what", choices=["connect", *BENCH_SCRIPTS])
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     from arbwire.record import cli as record_cli  # arbwire record, arbwire replay
 
     record_cli.add_parsers(sub)
@@ -103,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:  # the simulators own their options (see arbwire.sim.runner)
         return cmd_sim(argparse.Namespace(sim_args=argv[1:]))
+    if argv[:2] == ["bench", "connect"]:  # the benchmark owns its options (arbwire.net.benchmark)
+        return cmd_bench(argparse.Namespace(what="connect", bench_args=argv[2:]))
+    if argv[:1] == ["bench"] and argv[1:2] and argv[1] in BENCH_SCRIPTS:  # bench/*.py own theirs
+        return cmd_bench_script(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -7,8 +7,11 @@ Keys are made at run time into a temporary directory (never committed), with the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -19,6 +22,8 @@ from pathlib import Path
 @dataclass(frozen=True, slots=True)
 class TestCerts:
     """Paths of a CA and a leaf certificate signed by it (PEM)."""
+
+    __test__ = False  # not a pytest class
 
     dir: Path
     ca_cert: Path
@@ -124,3 +129,85 @@ def _make_with_cryptography(out: Path, hosts: tuple[str, ...], ca_name: str, day
     (out / "leaf.key").write_bytes(
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+
+
+class TlsRelay:
+    """Terminates TLS on a loopback port and relays the bytes to a plain ``ws://`` simulator,
+    so the real client's ``wss://`` path (verification, resumption, timings) runs against
+    the venue simulators, which speak plain WebSocket."""
+
+    def __init__(self, backend_port: int, ssl_context: ssl.SSLContext, *, host: str = "127.0.0.1") -> None:
+        self.backend_port = backend_port
+        self.ssl_context = ssl_context
+        self.host = host
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"wss://{self.host}:{self.port}"
+
+    def url_for(self, host: str) -> str:
+        """The relay's URL under another name of this machine (e.g. ``localhost``)."""
+        return f"wss://{host}:{self.port}"
+
+    async def start(self) -> TlsRelay:
+        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=self.ssl_context)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    def drop_all(self) -> int:
+        """Abort every relayed connection (both sides)."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.transport.abort()
+        return len(writers)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            b_reader, b_writer = await asyncio.open_connection(self.host, self.backend_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        for w in (writer, b_writer):
+            self._writers.add(w)
+            sock = w.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        up = asyncio.ensure_future(self._pipe(reader, b_writer))
+        down = asyncio.ensure_future(self._pipe(b_reader, writer))
+        self._pipes.update((up, down))
+        try:
+            await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in (up, down):
+                task.cancel()
+                self._pipes.discard(task)
+            for w in (writer, b_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
