@@ -17,6 +17,9 @@ DEFAULT_SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 class VenueConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
+    backup_ws_urls: list[str] | None = None  # None: the venue's known backups on its public host
+    max_symbols_per_link: int | None = None  # None: the venue's documented limit
+    max_sends_per_s: float | None = None
     symbols: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SYMBOLS))
     ws_url: str | None = None  # None: the venue's public endpoint
     rest_url: str | None = None
@@ -33,10 +36,20 @@ class ArbConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class LinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Connection behaviour for every venue (see ``arbwire.net.link.LinkOptions``)."""
+
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
+    healthy_after_s: float = 30.0
     dead_after_s: float = 15.0
     rtt_ping_s: float = 5.0
+    pong_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0
+    tls_session_reuse: bool = False
+    tls_cafile: str | None = None
+    failover_after: int = 3
+    make_before_break: bool = True
     max_depth: int = 5000
 
 

@@ -9,6 +9,7 @@ the summary read: per-venue counters, book states, latency and opportunities.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -101,8 +102,16 @@ class Engine:
         self._link_options = LinkOptions(
             backoff_base_s=link_cfg.backoff_base_s,
             backoff_cap_s=link_cfg.backoff_cap_s,
+            healthy_after_s=link_cfg.healthy_after_s,
             dead_after_s=link_cfg.dead_after_s,
             rtt_ping_s=link_cfg.rtt_ping_s,
+            pong_timeout_s=link_cfg.pong_timeout_s,
+            connect_timeout_s=link_cfg.connect_timeout_s,
+            handshake_timeout_s=link_cfg.handshake_timeout_s,
+            tls_session_reuse=link_cfg.tls_session_reuse,
+            tls_cafile=link_cfg.tls_cafile,
+            failover_after=link_cfg.failover_after,
+            make_before_break=link_cfg.make_before_break,
         )
         self.instruments: InstrumentBook | None = None
         self.unlisted: dict[str, list[str]] = {}
@@ -139,7 +148,13 @@ class Engine:
         self.feeds[venue] = feed
         self.latency[venue] = latency
         self.counters[venue] = counters
-        self.links[venue] = Link(feed, self.rest, latency, self._link_options, ssl_context=self._ssl_context)
+        options = dataclasses.replace(
+            self._link_options,
+            backup_ws_urls=tuple(vcfg.backup_ws_urls) if vcfg.backup_ws_urls is not None else None,
+            max_symbols_per_link=vcfg.max_symbols_per_link,
+            max_sends_per_s=vcfg.max_sends_per_s,
+        )
+        self.links[venue] = Link(feed, self.rest, latency, options, ssl_context=self._ssl_context)
         self._config_name[venue] = name
 
     async def check_instruments(self) -> None:

@@ -531,7 +531,9 @@ class Link:
         self._update_connected()
         now = time.time_ns()
         reason = "link lost"
-        if self.single:
+        if self._stopping:
+            pass  # the engine is shutting down: books keep their last state for the summary
+        elif self.single:
             self.feed.link_lost(reason, now)
         else:
             syncs = self.feed.syncs
