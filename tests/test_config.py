@@ -48,3 +48,15 @@ def test_broken_toml_and_missing_file_are_clear(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_the_readme_example_config_loads(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.venues["htx"].options == {"book_channel": "depth"}
+    assert config.link.make_before_break is True
