@@ -163,3 +163,22 @@ async def test_a_symbol_the_venue_does_not_list_is_reported_once_and_the_rest_ru
         assert len(mine) == 1 and mine[0].symbol == "NOPE-USDT", mine
         assert set(engine.feeds[venue].syncs) == set(SYMBOLS)
     assert engine.unlisted == {"binance": ["NOPE-USDT"], "okx": ["NOPE-USDT"]}
+
+
+async def test_a_venue_listing_none_of_the_symbols_is_left_out_and_the_others_run(tmp_path):
+    sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=2, tick_ms=50)
+    config = _config(sims, tmp_path)
+    config.venues["okx"].symbols = ["NOPE-USDT"]
+    engine = Engine(config)
+
+    async def scenario(events: list) -> None:
+        await _until(lambda: engine.instruments is not None and _all_synced(engine))
+        summary.update(engine.snapshot())
+
+    summary: dict = {}
+    try:
+        await _run(engine, 0, scenario)
+    finally:
+        await sims.close()
+    assert set(engine.feeds) == {"binance"} and set(summary["venues"]) == {"binance"}
+    assert engine.unlisted == {"okx": ["NOPE-USDT"]}

@@ -157,6 +157,12 @@ class Engine:
         self.links[venue] = Link(feed, self.rest, latency, options, ssl_context=self._ssl_context)
         self._config_name[venue] = name
 
+    def _drop_venue(self, venue: str) -> None:
+        feed = self.feeds.pop(venue)
+        for sync in feed.syncs.values():
+            self.detector.unregister(sync)
+        del self.links[venue], self.latency[venue], self.counters[venue], self._config_name[venue]
+
     async def check_instruments(self) -> None:
         """Load every venue's instrument list (REST, else the disk cache) and drop, with one
         plain report each, the symbols a venue does not list; the rest run."""
@@ -166,6 +172,7 @@ class Engine:
         book = InstrumentBook()
         for venue, url in urls.items():
             name = by_kind[venue]
+            symbols = self.feeds[venue].session.symbols
             if name not in INSTRUMENT_SOURCES:
                 continue
             cache_dir = (cache_root or default_cache_dir()) / _host_key(url)
@@ -174,7 +181,6 @@ class Engine:
             except InstrumentsError as exc:
                 log.error("venue=%s symbols unchecked: %s", venue, exc)
                 continue
-            symbols = self.feeds[venue].session.symbols
             listed, missing = book.check(name, symbols)
             if missing:
                 self.unlisted[venue] = missing
@@ -189,7 +195,7 @@ class Engine:
                     self.counters[venue].venue_errors = counters.venue_errors
                 else:
                     log.error("venue=%s lists none of %s; not connecting", venue, symbols)
-                    self.links.pop(venue)
+                    self._drop_venue(venue)
         self.instruments = book
         by_symbol: dict[str, list[str]] = {}
         for venue, feed in self.feeds.items():
