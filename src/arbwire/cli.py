@@ -1,4 +1,4 @@
-"""The ``arbwire`` command: run, demo, sim, record, replay."""
+"""The ``arbwire`` command: run, demo, sim, record, replay, publish, detect."""
 
 from __future__ import annotations
 
@@ -41,9 +41,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.log_level, quiet=False)
 
     async def main() -> None:
+        from arbwire.monitor import Monitor
+
         engine = Engine(config)
         engine.listeners.append(_print_opportunities)
-        await engine.run(args.duration)
+        async with Monitor(engine, metrics_port=args.metrics_port):  # alerts; /metrics if a port is set
+            await engine.run(args.duration)
 
     with contextlib.suppress(KeyboardInterrupt):
         _run_loop(main())
@@ -67,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging("WARNING", quiet=True)
     with contextlib.suppress(KeyboardInterrupt):
-        _run_loop(run_demo(args.duration, as_json=args.json, seed=args.seed))
+        _run_loop(run_demo(args.duration, as_json=args.json, seed=args.seed, metrics_port=args.metrics_port))
     return 0
 
 
@@ -124,11 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="connect to the live venues and detect arbitrage")
     run.add_argument("--config", help="TOML config file (default: BTC-USDT, ETH-USDT on Binance and OKX)")
     run.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                     help="serve Prometheus /metrics and /alerts on 127.0.0.1:PORT (default: monitor.metrics_port)")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="offline demo against local venue simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                      help="serve Prometheus /metrics and /alerts on 127.0.0.1:PORT (0: any free port)")
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     bench = sub.add_parser(
@@ -142,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from arbwire.record import cli as record_cli  # arbwire record, arbwire replay
 
     record_cli.add_parsers(sub)
+    from arbwire.bus import cli as bus_cli  # arbwire publish, arbwire detect
+
+    bus_cli.add_parsers(sub)
     return parser
 
 

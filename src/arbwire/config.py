@@ -53,6 +53,48 @@ class LinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_depth: int = 5000
 
 
+class AlertRuleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One alert rule (``[monitor.rules.NAME]``). Unset fields take the defaults of the
+    rule's metric (``arbwire.monitor.alerts.METRICS``); a rule named like a metric
+    (``book_stale``) overrides that built-in rule, ``enabled = false`` removes it."""
+
+    metric: str | None = None  # latency_p99 | throughput | reconnect_rate | book_stale | link_down | rss
+    enabled: bool = True
+    threshold: float | None = None  # in the metric's unit: ms, frames/s, per minute, s, s, MB
+    for_s: float | None = None  # the condition must hold this long before the alert fires
+    severity: str | None = None  # info | warning | critical
+    action: str | None = None  # none | auto | resync | reconnect | switch_endpoint
+    cooldown_s: float | None = None  # at most one automatic action per alert (and venue) this often
+    window_s: float | None = None  # latency_p99 and reconnect_rate: the window measured over
+    latency: str | None = None  # latency_p99: event_to_recv | rtt | processing
+    venues: list[str] | None = None  # only these venues (None: all)
+
+
+class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Metrics and alerts (``arbwire.monitor``); evaluated off the hot path."""
+
+    enabled: bool = True  # evaluate the alert rules (and run their actions)
+    actions: bool = True  # run automatic actions; false: alert only
+    interval_s: float = 1.0
+    metrics_port: int | None = None  # serve Prometheus /metrics here (None: off, 0: any free port)
+    metrics_host: str = "127.0.0.1"
+    rules: dict[str, AlertRuleConfig] = msgspec.field(default_factory=dict)
+
+
+class BusConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """NATS bus (``arbwire publish`` / ``arbwire detect``, see ``arbwire.bus``)."""
+
+    url: str = "nats://127.0.0.1:4222"  # several servers: comma-separated
+    prefix: str = "arbwire"  # subjects are <prefix>.<kind>.<venue>.<symbol>
+    queue: int = 100_000  # publisher's drop-oldest queue, in messages
+    snapshot_every_s: float = 5.0  # publisher: a snapshot of every synced book this often (0: off)
+    request_snapshots: bool = True  # detector: ask the publisher for a snapshot after a gap
+    request_timeout_s: float = 1.0
+    reconnect_wait_s: float = 1.0  # between NATS (re)connect attempts, forever
+    trades: bool = True  # publisher: publish trades
+    quotes: bool = True  # publisher: publish best bid/offer quotes
+
+
 def _default_venues() -> dict[str, VenueConfig]:
     return {"binance": VenueConfig(), "okx": VenueConfig()}
 
@@ -61,6 +103,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     venues: dict[str, VenueConfig] = msgspec.field(default_factory=_default_venues)
     arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
     link: LinkConfig = msgspec.field(default_factory=LinkConfig)
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     log_level: str = "INFO"
     check_instruments: bool = True  # load instrument lists and drop unlisted symbols
     instrument_cache_dir: str | None = None  # default ~/.cache/arbwire/instruments
@@ -115,3 +159,15 @@ def validate(config: Config, path: str | Path = "<config>") -> None:
         raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
     if config.arb.max_notional <= 0:
         raise ConfigError(f"{path}: arb.max_notional: must be > 0")
+    if config.bus.queue <= 0:
+        raise ConfigError(f"{path}: bus.queue: must be > 0")
+    if config.bus.snapshot_every_s < 0:
+        raise ConfigError(f"{path}: bus.snapshot_every_s: must be >= 0 (0: off)")
+    if not config.bus.prefix or any(c in config.bus.prefix for c in "*> \t") or ".." in config.bus.prefix:
+        raise ConfigError(f"{path}: bus.prefix: not a NATS subject prefix: {config.bus.prefix!r}")
+    from arbwire.monitor.alerts import build_rules
+
+    try:
+        build_rules(config.monitor.rules)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -16,12 +16,14 @@ import tempfile
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
 from arbwire.config import Config, VenueConfig
 from arbwire.console import board, opportunity_table, venue_table
 from arbwire.engine import Engine
+from arbwire.monitor import Monitor
+from arbwire.monitor.panel import alerts_panel
 from arbwire.sim.market import MarketConfig
 from arbwire.sim.runner import start_simulators
 
@@ -50,11 +52,13 @@ async def run_demo(
     venues: tuple[str, ...] = DEMO_VENUES,
     console: Console | None = None,
     market: MarketConfig | None = None,
+    metrics_port: int | None = None,
 ) -> dict[str, Any]:
     console = console or Console(stderr=as_json)
     sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed, market=market or DEMO_MARKET)
     cache = tempfile.TemporaryDirectory(prefix="arbwire-demo-")  # simulator lists stay out of the real cache
     engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
+    monitor = Monitor(engine, metrics_port=metrics_port)  # alerts and actions; /metrics if a port is given
     started = time.monotonic()
     task = asyncio.create_task(engine.run())
     stop = asyncio.Event()  # Ctrl-C ends the run and still prints the summary
@@ -63,6 +67,9 @@ async def run_demo(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        await monitor.start()
+        if monitor.metrics_url:
+            console.print(f"metrics: {monitor.metrics_url}")
         end = None if duration_s is None else started + duration_s
         live = None
         if not as_json and console.is_terminal:
@@ -71,7 +78,10 @@ async def run_demo(
         try:
             while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
                 if live is not None:
-                    live.update(board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started))
+                    live.update(Group(
+                        board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started),
+                        alerts_panel(monitor),
+                    ))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
         finally:
@@ -80,7 +90,9 @@ async def run_demo(
         if task.done() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
         summary = engine.snapshot()  # as the run ends, before the links are shut
+        summary["monitor"] = monitor.summary()
     finally:
+        await monitor.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
