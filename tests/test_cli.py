@@ -50,5 +50,5 @@ def test_ctrl_c_ends_the_demo_with_its_summary():
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     summary = json.loads(out)
-    assert summary["duration_s"] >= 2.5
+    assert summary["duration_s"] >= 1.0  # ran until the signal, not just through start-up
     assert all(v["frames"] > 0 for v in summary["venues"].values())
