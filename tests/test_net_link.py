@@ -320,7 +320,7 @@ async def test_failover_to_a_backup_endpoint_after_repeated_failures(caplog):
         s.bind(("127.0.0.1", 0))
         dead = f"ws://127.0.0.1:{s.getsockname()[1]}"
     engine = _engine(sims, venues=("binance",), ws_urls={"binance": dead}, failover_after=2,
-                     backup_ws_urls=(dead, sims.endpoints["binance"].ws_url))
+                     backup_ws_urls=(sims.endpoints["binance"].ws_url,))
     try:
         with caplog.at_level(logging.INFO, logger="arbwire.net"):
             async with _running(engine):
@@ -341,8 +341,8 @@ async def test_429_retry_after_is_honoured_and_503_fails_over():
     limited = await FaultyServer(mode="status", status=429, headers={"Retry-After": "0.4"},
                                  body=b'{"code":-1003,"msg":"Too many requests"}').start()
     down = await FaultyServer(mode="status", status=503, body=b"maintenance").start()
-    engine = _engine(sims, venues=("binance",), failover_after=2,
-                     backup_ws_urls=(limited.url, down.url, sims.endpoints["binance"].ws_url))
+    engine = _engine(sims, venues=("binance",), ws_urls={"binance": limited.url}, failover_after=2,
+                     backup_ws_urls=(down.url, sims.endpoints["binance"].ws_url))
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()

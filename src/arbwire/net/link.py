@@ -259,8 +259,11 @@ class Link:
         self.max_sends_per_s = o.max_sends_per_s if o.max_sends_per_s is not None else limits.max_sends_per_s
         self.max_link_age_s = o.max_link_age_s if o.max_link_age_s is not None else limits.max_link_age_s
         base = feed.session.endpoints.ws_url
+        # the configured endpoint first, then the backups (given, or the venue's known ones)
         self.urls: tuple[str, ...] = (
-            tuple(o.backup_ws_urls) if o.backup_ws_urls else backup_urls(self.venue, base)
+            (base, *(u for u in o.backup_ws_urls if u != base))
+            if o.backup_ws_urls
+            else backup_urls(self.venue, base)
         )
         self._ssl_context = ssl_context
         self._template = clone_session(feed.session)  # pristine: replacements start from it
