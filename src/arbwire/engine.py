@@ -277,6 +277,7 @@ class Engine:
             sink.start()
         tasks = [asyncio.create_task(link.run(), name=f"link-{v}") for v, link in self.links.items()]
         tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        tasks.append(asyncio.create_task(self._fold_latency(), name="latency"))
         try:
             if duration_s is None:
                 await asyncio.gather(*tasks)
@@ -294,6 +295,13 @@ class Engine:
         for sink in self.sinks:
             await sink.close()
         await self.rest.close()
+
+    async def _fold_latency(self) -> None:
+        """Fold latency samples often, so each fold is a short pause (~0.3 ms at 10k msg/s)."""
+        while True:
+            await asyncio.sleep(0.05)
+            for latency in self.latency.values():
+                latency.fold()
 
     async def _housekeeping(self) -> None:
         """Once a second: close opportunities whose books went stale, refresh rates."""

@@ -17,6 +17,7 @@ import ctypes
 import operator
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -138,19 +139,41 @@ class Recorder:
             self.fold()
 
     def fold(self) -> None:
+        """Move the buffered samples into the histogram.
+
+        Runs on the event loop, so it must be short: instead of ``record_value`` per
+        sample (~1.2 µs each, 6 ms per 5 000 samples), the bucket index is computed
+        inline, with hdrh's own formula, and equal indices are counted in one pass.
+        """
         pending = self.pending
         if not pending:
             return
-        record = self.hist.record_value
-        top = self.max_value
-        low = min(pending)
+        h = self.hist
+        low, high = min(pending), max(pending)
         if self.min_seen is None or low < self.min_seen:
             self.min_seen = low
-        for value in pending:
-            if value < 0:
-                self.negative += 1
-            else:
-                record(value if value < top else top)
+        top = self.max_value
+        values = pending
+        if low < 0:
+            values = [v for v in pending if v >= 0]
+            self.negative += len(pending) - len(values)
+            low = min(values, default=0)
+        if values:
+            if high > top:
+                values = [v if v < top else top for v in values]
+                high = top
+            mask, unit, half_mag = h.sub_bucket_mask, h.unit_magnitude, h.sub_bucket_half_count_magnitude
+            shift = unit + half_mag + 1
+            half = h.sub_bucket_half_count
+            counts = h.counts
+            for index, n in Counter(
+                (((b := (v | mask).bit_length() - shift) + 1) << half_mag) + (v >> (b + unit)) - half
+                for v in values
+            ).items():
+                counts[index] += n
+            h.total_count += len(values)
+            h.min_value = min(h.min_value, low)
+            h.max_value = max(h.max_value, high)
         del pending[:]
 
     def summary(self) -> Summary:
