@@ -172,7 +172,7 @@ class Recorder:
             ).items():
                 counts[index] += n
             h.total_count += len(values)
-            h.min_value = min(h.min_value, low)
+            h.min_value = min(h.min_value, low if low < top else top)
             h.max_value = max(h.max_value, high)
         del pending[:]
 
