@@ -1,0 +1,48 @@
+"""Smoke tests for the benchmarks in bench/: tiny counts, output structure only, never speed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture(autouse=True)
+def _needs_real_data(real_data: Path) -> None:
+    """Every benchmark replays the real captures in ../shared/data/real."""
+
+
+def _run(main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[no-untyped-def]
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_stages_every_venue(capsys: pytest.CaptureFixture[str]) -> None:
+    import stages
+
+    result = _run(stages.main, ["--passes", "1", "--max-records", "400"], capsys)
+    assert [v["venue"] for v in result["venues"]] == list(stages.CAPTURES)
+    for v in result["venues"]:
+        assert set(v["stages"]) == set(stages.STAGES)
+        assert v["stages"]["decode"]["n"] > 0, v["venue"]
+        assert v["stages"]["frame_to_opportunity"]["n"] == v["stages"]["decode"]["n"]
+        assert set(v["ratios"]) == {"decode", "apply"}
+
+
+def test_memory_counts_messages(capsys: pytest.CaptureFixture[str]) -> None:
+    import memory
+
+    result = _run(memory.main, ["--messages", "40000", "--every", "20000"], capsys)
+    assert result["messages"] == 40000
+    assert result["passes"] == 2
+    assert result["book"]["state"] == "SYNCED"
+    for key in ("rss_before_mb", "rss_after_mb", "growth_mb", "growth_after_first_pass_mb", "peak_rss_mb"):
+        assert isinstance(result[key], float)
+    assert [n for n, _ in result["samples"]][:2] == [0, 33617]
