@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from arbwire.arb.detector import ArbDetector
-from arbwire.arb.fees import FeeSchedule
+from arbwire.arb.detector import detector_from_config
 from arbwire.config import Config
 from arbwire.feed import VenueFeed
 from arbwire.instruments import InstrumentBook, InstrumentsError, load_instruments
@@ -72,17 +71,8 @@ class Engine:
     def __init__(self, config: Config, *, ssl_context: Any = None) -> None:
         self.config = config
         self.rest = RestClient()
-        fees = FeeSchedule(
-            {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
-        )
-        arb = config.arb
-        self.detector = ArbDetector(
-            fees,
-            min_net_bps=arb.min_net_bps,
-            max_notional=arb.max_notional,
-            max_age_ms=arb.max_age_ms,
-            change_bps=arb.change_bps,
-            change_ratio=arb.change_size_pct / 100,
+        self.detector = detector_from_config(
+            config.arb, {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
         )
         self.opportunities: deque[Opportunity] = deque(maxlen=1000)
         self.opened = 0

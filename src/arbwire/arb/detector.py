@@ -40,6 +40,7 @@ import msgspec
 
 from arbwire.arb.fees import FEE_SCALE, FeeSchedule, bps_to_units
 from arbwire.arb.walk import walk_edge
+from arbwire.config import ArbConfig
 from arbwire.model import Opportunity, OpportunityEvent, SyncState
 from arbwire.numbers import SCALE, SCALE_DIGITS, to_units, units_to_text
 from arbwire.sync import BookSync
@@ -401,3 +402,16 @@ class ArbDetector:
             "min_net_bps": self.min_net_bps,
             "fees_bps": {v: str(b) for v, b in self.fees.as_bps().items()},
         }
+
+
+def detector_from_config(arb: ArbConfig, taker_bps: Mapping[str, float] | None = None) -> ArbDetector:
+    """The detector every front end builds (live engine, replay, remote bus detector):
+    thresholds from ``[arb]``, fee overrides by venue on top of the base-tier defaults."""
+    return ArbDetector(
+        FeeSchedule(dict(taker_bps or {})),
+        min_net_bps=arb.min_net_bps,
+        max_notional=arb.max_notional,
+        max_age_ms=arb.max_age_ms,
+        change_bps=arb.change_bps,
+        change_ratio=arb.change_size_pct / 100,
+    )

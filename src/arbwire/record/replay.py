@@ -23,8 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from arbwire.arb.detector import ArbDetector
-from arbwire.arb.fees import FeeSchedule
+from arbwire.arb.detector import detector_from_config
 from arbwire.config import ArbConfig
 from arbwire.feed import VenueFeed
 from arbwire.model import (
@@ -511,14 +510,7 @@ class Replayer:
             raise ValueError(f"unknown --emit {sorted(unknown)} (known: {', '.join(EMITS)})")
         self.out = out or Emitter()
         arb = arb or ArbConfig()
-        self.detector = ArbDetector(
-            FeeSchedule(dict(fees or {})),
-            min_net_bps=arb.min_net_bps,
-            max_notional=arb.max_notional,
-            max_age_ms=arb.max_age_ms,
-            change_bps=arb.change_bps,
-            change_ratio=arb.change_size_pct / 100,
-        )
+        self.detector = detector_from_config(arb, fees)
         if speed is not None and speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = speed
