@@ -4,10 +4,12 @@
 book updates (snapshot when a book syncs, then the deltas as applied, numbered per
 book) on ``arbwire.<kind>.<venue>.<symbol>``; ``BusDetector(url)`` rebuilds the books
 from them with sequence checks and runs the same ``ArbDetector``. ``wire`` holds the
-subjects and message types. See docs/architecture.md ("Over NATS").
+subjects and message types; ``connection`` the NATS client both sides share. See
+docs/architecture.md ("Over NATS").
 """
 
-from arbwire.bus.publisher import DEFAULT_URL, BusPublisher, attach_publisher
+from arbwire.bus.connection import DEFAULT_URL
+from arbwire.bus.publisher import BusPublisher, attach_publisher
 from arbwire.bus.subscriber import BusDetector, make_detector
 
 __all__ = ["DEFAULT_URL", "BusDetector", "BusPublisher", "attach_publisher", "make_detector"]

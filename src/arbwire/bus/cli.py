@@ -22,34 +22,43 @@ log = logging.getLogger("arbwire.bus")
 
 
 def add_parsers(sub: Any) -> None:
-    pub = sub.add_parser(
-        "publish",
+    pub = _add_command(
+        sub, "publish", cmd_publish,
         help="connect to the venues (or --sim) and publish normalized data on NATS",
         description="Run an engine and publish its trades, quotes, book states and book updates "
         "(snapshot + sequenced deltas) on NATS subjects <prefix>.<kind>.<venue>.<symbol>.",
+        config_help="TOML config file ([venues.*], [bus])",
+        venues_help="only these configured venues, e.g. binance,okx",
     )
-    pub.add_argument("--config", help="TOML config file ([venues.*], [bus])")
-    pub.add_argument("--nats", help="NATS server URL(s), comma-separated (default: bus.url, nats://127.0.0.1:4222)")
-    pub.add_argument("--venues", help="only these configured venues, e.g. binance,okx")
     pub.add_argument("--sim", action="store_true", help="run the venues' local simulators and publish them")
     pub.add_argument("--seed", type=int, default=7, help="simulator seed (with --sim)")
     pub.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
-    pub.set_defaults(func=cmd_publish)
-    det = sub.add_parser(
-        "detect",
+    det = _add_command(
+        sub, "detect", cmd_detect,
         help="subscribe to published books on NATS and detect arbitrage across them",
         description="Rebuild the published books (snapshot + sequenced deltas, snapshot on request "
         "after a gap) and run the arbitrage detector on them; prints opportunities.",
+        config_help="TOML config file ([arb], fees in [venues.*], [bus])",
+        venues_help="only these venues, e.g. binance,okx (default: all published)",
     )
-    det.add_argument("--config", help="TOML config file ([arb], fees in [venues.*], [bus])")
-    det.add_argument("--nats", help="NATS server URL(s), comma-separated (default: bus.url, nats://127.0.0.1:4222)")
-    det.add_argument("--venues", help="only these venues, e.g. binance,okx (default: all published)")
     det.add_argument("--symbols", help="only these symbols, e.g. BTC-USDT (default: all published)")
     det.add_argument("--json", action="store_true", help="one JSON object per opportunity event")
     det.add_argument("--no-request", action="store_true",
                      help="never ask for snapshots: wait for the publisher's periodic ones")
     det.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
-    det.set_defaults(func=cmd_detect)
+
+
+def _add_command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], *,
+    help: str, description: str, config_help: str, venues_help: str,
+) -> argparse.ArgumentParser:
+    """A bus command with the options both commands share (first in its ``--help``)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--nats", help="NATS server URL(s), comma-separated (default: bus.url, nats://127.0.0.1:4222)")
+    parser.add_argument("--venues", help=venues_help)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def _csv(text: str | None) -> list[str] | None:

@@ -13,7 +13,7 @@ a slow or absent NATS server costs queued items, dropped oldest-first and counte
 them from a snapshot: the publisher answers ``<prefix>.snapshot.<venue>.<symbol>``
 requests from its live book, publishes a snapshot of every synced book every
 ``snapshot_every_s`` and right after reconnecting to NATS. Connecting and reconnecting
-(forever, every ``reconnect_wait_s``) is nats-py's; subscriptions come back with it.
+is ``BusPeer``'s (``arbwire.bus.connection``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from arbwire.bus import wire
+from arbwire.bus.connection import DEFAULT_URL, BusPeer
 from arbwire.bus.wire import (
     BOOK,
     PREFIX,
@@ -51,36 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("arbwire.bus")
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
-
-
-class RateLog:
-    """At most one log line per key every ``every_s`` seconds, with the count skipped."""
-
-    def __init__(self, logger: logging.Logger, every_s: float = 5.0) -> None:
-        self._log = logger
-        self._every = every_s
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def __call__(self, level: int, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self._every:
-            self._skipped[key] = self._skipped.get(key, 0) + 1
-            return
-        self._last[key] = now
-        skipped = self._skipped.pop(key, 0)
-        if skipped:
-            msg += f" (+{skipped} like it)"
-        self._log.log(level, msg, *args)
-
-
-def servers_of(url: str | Sequence[str]) -> list[str]:
-    """``"nats://a:4222,nats://b:4222"`` or a list -> the server list for nats-py."""
-    if isinstance(url, str):
-        return [u.strip() for u in url.split(",") if u.strip()]
-    return list(url)
-
 
 class _Book:
     """A published book: its sync, its bus sequence and subjects."""
@@ -96,7 +66,7 @@ class _Book:
         self.decimals = decimals
 
 
-class BusPublisher(BoundedSink[Any]):
+class BusPublisher(BoundedSink[Any], BusPeer):
     """An engine's sink that puts its normalized events on NATS (see the module doc)."""
 
     def __init__(
@@ -112,17 +82,14 @@ class BusPublisher(BoundedSink[Any]):
         quotes: bool = True,
         name: str = "arbwire-publish",
     ) -> None:
-        super().__init__("nats", self._publish, maxlen)
+        BoundedSink.__init__(self, "nats", self._publish, maxlen)
+        BusPeer.__init__(self, url, name=name, reconnect_wait_s=reconnect_wait_s)
         self.engine = engine
-        self.servers = servers_of(url)
         self.prefix = prefix
         self.snapshot_every_s = snapshot_every_s
-        self.reconnect_wait_s = reconnect_wait_s
         self.trades = trades
         self.quotes = quotes
-        self.client_name = name
         self.epoch = random.SystemRandom().getrandbits(62) + 1
-        self.nc: Client | None = None
         self._books: dict[BookSync, _Book] = {}
         self._by_key: dict[tuple[str, str], _Book] = {}
         self._by_request: dict[str, _Book] = {}
@@ -132,15 +99,11 @@ class BusPublisher(BoundedSink[Any]):
         self._ticker: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._enqueue = super().put
-        self._ratelog = RateLog(log)
         self.published = 0
         self.publish_errors = 0
         self.skipped = 0
         self.snapshots = 0
         self.snapshot_requests = 0
-        self.connects = 0
-        self.disconnects = 0
-        self._closing = False
 
     # -- engine side (hot path) ---------------------------------------------------------
     def put(self, event: Any) -> None:
@@ -243,31 +206,15 @@ class BusPublisher(BoundedSink[Any]):
     async def _main(self) -> None:
         try:
             await self._connect()
+            log.info("bus: publishing to %s as %s (epoch %d)", self.server_name, self.prefix, self.epoch)
+            for book in list(self._books.values()):
+                await self._serve(book)
         except Exception:
             log.exception("bus: cannot publish to %s", self.servers)
             raise
         if self.snapshot_every_s > 0:
             self._ticker = asyncio.get_running_loop().create_task(self._periodic())
         await self._run()
-
-    async def _connect(self) -> None:
-        nc = Client()
-        await nc.connect(
-            self.servers,
-            name=self.client_name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=self.reconnect_wait_s,  # type: ignore[arg-type]
-            connect_timeout=2,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
-        self.nc = nc
-        self.connects += 1
-        log.info("bus: publishing to %s as %s (epoch %d)", nc.connected_url.netloc if nc.connected_url else "?",
-                 self.prefix, self.epoch)
-        for book in list(self._books.values()):
-            await self._serve(book)
 
     async def _serve(self, book: _Book) -> None:
         assert self.nc is not None
@@ -324,21 +271,12 @@ class BusPublisher(BoundedSink[Any]):
         else:
             self.published += 1
 
-    async def _on_error(self, exc: Exception) -> None:
-        self._ratelog(logging.WARNING, "nats", "bus: NATS %s: %r", self.servers, exc)
-
-    async def _on_disconnected(self) -> None:
-        if self._closing:
-            return
-        self.disconnects += 1
+    def _disconnected(self) -> None:
         log.warning("bus: disconnected from NATS; reconnecting every %.1fs", self.reconnect_wait_s)
 
-    async def _on_reconnected(self) -> None:
-        self.connects += 1
-        nc = self.nc
-        url = nc.connected_url.netloc if nc is not None and nc.connected_url else "?"
+    def _reconnected(self) -> None:
         n = self.publish_snapshots()  # whatever subscribers missed meanwhile
-        log.info("bus: reconnected to %s; republishing %d snapshots", url, n)
+        log.info("bus: reconnected to %s; republishing %d snapshots", self.server_name, n)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -367,13 +305,11 @@ class BusPublisher(BoundedSink[Any]):
             with contextlib.suppress(Exception):
                 if nc.is_connected:
                     await nc.flush(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(Exception):
-                await nc.close()
+        await self._close_nats()
 
     def stats(self) -> dict[str, Any]:
-        nc = self.nc
         return {
-            "connected": bool(nc is not None and nc.is_connected),
+            "connected": self.connected,
             "servers": self.servers,
             "epoch": self.epoch,
             "books": len(self._books),

@@ -33,13 +33,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from arbwire.arb.detector import ArbDetector
 from arbwire.arb.fees import FeeSchedule
 from arbwire.bus import wire
-from arbwire.bus.publisher import DEFAULT_URL, RateLog, servers_of
+from arbwire.bus.connection import DEFAULT_URL, BusPeer
 from arbwire.bus.wire import (
     BOOK,
     PREFIX,
@@ -94,7 +93,7 @@ class _Remote:
         self.request_subject = request_subject
 
 
-class BusDetector:
+class BusDetector(BusPeer):
     """Subscribes to published books, rebuilds them, runs ``ArbDetector`` on them.
 
     ``listeners`` get every ``Opportunity`` and ``FeedState`` (and ``Trade``/``Quote``
@@ -117,9 +116,9 @@ class BusDetector:
         quotes: bool = False,
         name: str = "arbwire-detect",
     ) -> None:
+        super().__init__(url, name=name, reconnect_wait_s=reconnect_wait_s)
         config = config or Config()
         self.config = config
-        self.servers = servers_of(url)
         self.prefix = prefix
         self.detector = detector or make_detector(config)
         self.max_depth = config.link.max_depth
@@ -127,19 +126,15 @@ class BusDetector:
         self.symbols = sorted(set(symbols)) if symbols else None
         self.request_snapshots = request_snapshots
         self.request_timeout_s = request_timeout_s
-        self.reconnect_wait_s = reconnect_wait_s
         self.trades = trades
         self.quotes = quotes
-        self.client_name = name
         self.listeners: list[Callable[[Event], None]] = []
         self.syncs: dict[tuple[str, str], BookSync] = {}
         self.opportunities: deque[Opportunity] = deque(maxlen=1000)
-        self.nc: Client | None = None
         self._remote: dict[tuple[str, str], _Remote] = {}
         self._decimals: dict[str, dict[str, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._housekeeper: asyncio.Task[None] | None = None
-        self._ratelog = RateLog(log)
         self.bus_latency = Recorder()  # publisher send -> received here, µs
         self.recv_latency = Recorder()  # venue frame at the publisher -> received here, µs
         self.messages = 0
@@ -150,9 +145,6 @@ class BusDetector:
         self.snapshot_failures = 0
         self.opened = 0
         self.closed = 0
-        self.connects = 0
-        self.disconnects = 0
-        self._closing = False
 
     # -- books --------------------------------------------------------------------------
     def _add(self, venue: str, symbol: str) -> _Remote:
@@ -285,33 +277,20 @@ class BusDetector:
         symbols = [wire.token(s) for s in self.symbols] if self.symbols else ["*"]
         return [f"{self.prefix}.{kind}.{v}.{s}" for v in venues for s in symbols]
 
-    async def _on_book_msg(self, msg: Msg) -> None:
-        self.messages += 1
-        try:
-            body = wire.decode_book(msg.data)
-        except _DECODE_ERRORS as exc:
-            self._bad(msg, exc)
-            return
-        self.on_book(body)
+    def _callback(
+        self, decode: Callable[[bytes], Any], handle: Callable[[Any], None]
+    ) -> Callable[[Msg], Any]:
+        """A subscription's callback: count, decode (a bad message is counted, logged,
+        dropped), handle."""
 
-    async def _on_state_msg(self, msg: Msg) -> None:
-        self.messages += 1
-        try:
-            body = wire.decode_state(msg.data)
-        except _DECODE_ERRORS as exc:
-            self._bad(msg, exc)
-            return
-        self.on_state(body)
-
-    def _event_cb(self, decode: Callable[[bytes], Any]) -> Callable[[Msg], Any]:
         async def cb(msg: Msg) -> None:
             self.messages += 1
             try:
-                event = decode(msg.data)
+                body = decode(msg.data)
             except _DECODE_ERRORS as exc:
                 self._bad(msg, exc)
                 return
-            self._deliver(event)
+            handle(body)
 
         return cb
 
@@ -321,32 +300,22 @@ class BusDetector:
 
     async def start(self) -> None:
         """Connect (retrying forever), subscribe, start the stale-book sweep."""
-        nc = Client()
-        await nc.connect(
-            self.servers,
-            name=self.client_name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=self.reconnect_wait_s,  # type: ignore[arg-type]
-            connect_timeout=2,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
-        self.nc = nc
-        self.connects += 1
-        for subject in self._subjects(BOOK):
-            await nc.subscribe(subject, cb=self._on_book_msg)
-        for subject in self._subjects(STATE):
-            await nc.subscribe(subject, cb=self._on_state_msg)
+        nc = await self._connect()
+        kinds: list[tuple[str, Callable[[bytes], Any], Callable[[Any], None]]] = [
+            (BOOK, wire.decode_book, self.on_book),
+            (STATE, wire.decode_state, self.on_state),
+        ]
         if self.trades:
-            for subject in self._subjects(TRADE):
-                await nc.subscribe(subject, cb=self._event_cb(wire.decode_trade))
+            kinds.append((TRADE, wire.decode_trade, self._deliver))
         if self.quotes:
-            for subject in self._subjects(QUOTE):
-                await nc.subscribe(subject, cb=self._event_cb(wire.decode_quote))
+            kinds.append((QUOTE, wire.decode_quote, self._deliver))
+        for kind, decode, handle in kinds:
+            cb = self._callback(decode, handle)
+            for subject in self._subjects(kind):
+                await nc.subscribe(subject, cb=cb)
         await nc.flush()
         self._housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
-        log.info("bus: detecting on %s (%s)", nc.connected_url.netloc if nc.connected_url else "?", self.prefix)
+        log.info("bus: detecting on %s (%s)", self.server_name, self.prefix)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -354,21 +323,14 @@ class BusDetector:
             for opp in self.detector.expire(time.time_ns()):
                 self._emit(opp)
 
-    async def _on_error(self, exc: Exception) -> None:
-        self._ratelog(logging.WARNING, "nats", "bus: NATS %s: %r", self.servers, exc)
-
-    async def _on_disconnected(self) -> None:
-        if self._closing:
-            return
-        self.disconnects += 1
+    def _disconnected(self) -> None:
         log.warning("bus: disconnected from NATS; books unsynced until reconnected")
         now = time.time_ns()
         for remote in self._remote.values():
             if remote.sync.state is _SYNCED:
                 remote.sync.invalidate("bus disconnected", now)
 
-    async def _on_reconnected(self) -> None:
-        self.connects += 1
+    def _reconnected(self) -> None:
         log.info("bus: reconnected; asking for %d snapshots", len(self._remote))
         for remote in self._remote.values():
             if remote.sync.state is not _SYNCED:
@@ -384,9 +346,7 @@ class BusDetector:
         if self._housekeeper is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeper
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+        await self._close_nats()
 
     async def run(self, duration_s: float | None = None) -> None:
         """Run until ``duration_s`` passes, or forever; cancel to stop."""
@@ -401,9 +361,8 @@ class BusDetector:
 
     # -- public state -------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        nc = self.nc
         return {
-            "connected": bool(nc is not None and nc.is_connected),
+            "connected": self.connected,
             "servers": self.servers,
             "messages": self.messages,
             "bad_messages": self.bad_messages,

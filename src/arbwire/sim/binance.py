@@ -18,7 +18,6 @@ own books (never from arbwire's client code):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -27,18 +26,28 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from picows import WSCloseCode, WSUpgradeRequest
 
-from arbwire.sim.market import MarketModel, SimTrade, Step
-from arbwire.sim.server import Link, LinkListener, RouteResult, VenueServer, reject
+from arbwire.sim.levels import text_levels
+from arbwire.sim.market import Book, MarketModel, Step
+from arbwire.sim.server import (
+    Link,
+    LinkListener,
+    RouteResult,
+    VenueServer,
+    answer_pings,
+    encode,
+    housekeeping_every,
+    json_response,
+    reject,
+    respond_late,
+)
 
 STREAM_RE = re.compile(
     r"^(?P<sym>[a-z0-9]+)@(?P<kind>trade|aggTrade|bookTicker|depth(?P<levels>5|10|20)?(?P<speed>@100ms|@1000ms)?)$"
 )
 MAX_DEPTH_LIMIT = 5000
-_encode = msgspec.json.Encoder().encode
 
 
 def fmt8(value: Decimal) -> str:
@@ -96,25 +105,24 @@ class _SymbolState:
     window: _Window | None = None
 
 
+def _depth_event(
+    st: _SymbolState, e_ms: int, first: int, last: int, bids: Book, asks: Book
+) -> dict[str, Any]:
+    """A ``depthUpdate`` event of either speed, spanning update ids ``first..last``."""
+    return {"e": "depthUpdate", "E": e_ms, "s": st.name, "U": first, "u": last,
+            "b": text_levels(bids, True, fmt8), "a": text_levels(asks, False, fmt8)}
+
+
 class BinanceServer(VenueServer):
     """Binance spot simulator over one shared ``MarketModel``."""
 
     venue = "binance"
     options_type = BinanceOptions
+    options: BinanceOptions
     faults = VenueServer.faults | {"server_shutdown"}
 
-    def __init__(
-        self,
-        model: MarketModel,
-        *,
-        host: str = "127.0.0.1",
-        seed: int = 1,
-        options: BinanceOptions | None = None,
-        venue: str = "binance",
-    ) -> None:
-        self.venue = venue  # the model's name for this venue's books
-        super().__init__(model, host=host, seed=seed)
-        self.options = options or BinanceOptions()
+    def __init__(self, model: MarketModel, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self._symbols: dict[str, _SymbolState] = {}
         self._by_name: dict[str, str] = {}  # btcusdt -> BTC-USDT
         for symbol in model.symbols:
@@ -142,10 +150,6 @@ class BinanceServer(VenueServer):
             return Stream(name, symbol, "diff", 0, fast)
         return Stream(name, symbol, kind)
 
-    def update_id(self, symbol: str) -> int:
-        """The symbol's current book update id (what a REST snapshot would say)."""
-        return self._symbols[symbol].last_id
-
     # ----- connections -----
 
     def route(self, request: WSUpgradeRequest) -> RouteResult:
@@ -163,7 +167,7 @@ class BinanceServer(VenueServer):
         for name in names:
             stream = self.parse_stream(name)
             if stream is None:
-                return reject(400, _encode({"code": 2, "msg": "Invalid request: invalid stream"}))
+                return reject(400, encode({"code": 2, "msg": "Invalid request: invalid stream"}))
             state.streams[name] = stream
         return LinkListener(self, state)
 
@@ -228,26 +232,20 @@ class BinanceServer(VenueServer):
             )
 
     def _reply(self, link: Link, result: Any, req_id: Any) -> None:
-        self.send(link, _encode({"result": result, "id": req_id}))
+        self.send(link, encode({"result": result, "id": req_id}))
 
     def _error(self, link: Link, code: int, msg: str, req_id: Any) -> None:
         if self.options.nested_errors:
             body: dict[str, Any] = {"error": {"code": code, "msg": msg}, "id": req_id}
         else:
             body = {"code": code, "msg": msg, "id": req_id}
-        self.send(link, _encode(body))
+        self.send(link, encode(body))
 
     def on_pong(self, link: Link, payload: bytes) -> None:
-        pings: dict[bytes, float] = link.state.pings
-        sent = pings.get(payload)
-        if sent is None:
-            return  # unsolicited or stale: does not keep the link alive (§1.4)
-        for key in [k for k, t in pings.items() if t <= sent]:
-            del pings[key]
+        answer_pings(link.state.pings, payload)  # an unsolicited pong keeps nothing alive (§1.4)
 
     def housekeeping_period(self) -> float:
-        o = self.options
-        return min(1.0, max(0.01, min(o.ping_interval_s, o.pong_timeout_s) / 4))
+        return housekeeping_every(self.options.ping_interval_s, self.options.pong_timeout_s)
 
     def housekeep(self, now: float) -> None:
         o = self.options
@@ -273,23 +271,15 @@ class BinanceServer(VenueServer):
         links = list(self.links.values())
         for link in links:
             body = {"stream": "!serverShutdown", "data": event} if link.state.combined else event
-            self.send(link, _encode(body))
+            self.send(link, encode(body))
         if close_after_s is not None:
-
-            def close() -> None:
-                for link in links:
-                    self.close_link(link, WSCloseCode.GOING_AWAY, b"server shutdown")
-
-            self.later(close_after_s, close)
+            self.close_later(links, close_after_s, b"server shutdown")
 
     # ----- publishing -----
 
     def publish(self, step: Step, now_ns: int) -> None:
         events: dict[str, list[dict[str, Any]]] = {}
-        trades: dict[str, list[SimTrade]] = {}
-        for trade in step.trades:
-            if trade.venue == self.venue:
-                trades.setdefault(trade.symbol, []).append(trade)
+        trades = self.trades_by_symbol(step)
         slow_flush = step.index % self._slow_every == 0
         e_ms = now_ns // 1_000_000
         for symbol, st in self._symbols.items():
@@ -314,9 +304,7 @@ class BinanceServer(VenueServer):
                     self._flush_window(st, events, e_ms)  # the 1000 ms stream gaps too
                 else:
                     events[f"{low}@depth@100ms"] = [
-                        {"e": "depthUpdate", "E": e_ms, "s": st.name, "U": first, "u": st.last_id,
-                         "b": [[fmt8(p), fmt8(s)] for p, s in sorted(diff.bids.items(), reverse=True)],
-                         "a": [[fmt8(p), fmt8(s)] for p, s in sorted(diff.asks.items())]}
+                        _depth_event(st, e_ms, first, st.last_id, diff.bids, diff.asks)
                     ]
                     w = st.window or _Window(first, first)
                     w.last = st.last_id
@@ -325,16 +313,13 @@ class BinanceServer(VenueServer):
                     st.window = w
             if slow_flush:
                 self._flush_window(st, events, e_ms)
-            book = self.model.book(self.venue, symbol)
-            if book.bids and book.asks:
-                bb, ba = max(book.bids), min(book.asks)
-                top = (bb, book.bids[bb], ba, book.asks[ba])
-                if top != st.top:
-                    st.top = top
-                    events[f"{low}@bookTicker"] = [
-                        {"u": st.last_id, "s": st.name, "b": fmt8(bb), "B": fmt8(top[1]),
-                         "a": fmt8(ba), "A": fmt8(top[3])}
-                    ]
+            top = self.model.book(self.venue, symbol).top()
+            if top is not None and top != st.top:
+                st.top = top
+                events[f"{low}@bookTicker"] = [
+                    {"u": st.last_id, "s": st.name, "b": fmt8(top[0]), "B": fmt8(top[1]),
+                     "a": fmt8(top[2]), "A": fmt8(top[3])}
+                ]
         self._deliver(events, step, now_ns, slow_flush)
 
     def _flush_window(self, st: _SymbolState, events: dict[str, list[dict[str, Any]]], e_ms: int) -> None:
@@ -342,11 +327,8 @@ class BinanceServer(VenueServer):
         st.window = None
         if w is None:
             return
-        low = st.name.lower()
-        events.setdefault(f"{low}@depth", []).append(
-            {"e": "depthUpdate", "E": e_ms, "s": st.name, "U": w.first, "u": w.last,
-             "b": [[fmt8(p), fmt8(s)] for p, s in sorted(w.bids.items(), reverse=True)],
-             "a": [[fmt8(p), fmt8(s)] for p, s in sorted(w.asks.items())]}
+        events.setdefault(f"{st.name.lower()}@depth", []).append(
+            _depth_event(st, e_ms, w.first, w.last, w.bids, w.asks)
         )
 
     def _partial(self, symbol: str, levels: int) -> dict[str, Any]:
@@ -405,7 +387,7 @@ class BinanceServer(VenueServer):
         for data in payloads:
             if state.micro:
                 data = {**data, **{k: now_ns // 1000 for k in ("E", "T") if k in data}}
-            out.append(_encode({"stream": stream.name, "data": data} if state.combined else data))
+            out.append(encode({"stream": stream.name, "data": data} if state.combined else data))
         return out
 
     # ----- REST -----
@@ -420,8 +402,7 @@ class BinanceServer(VenueServer):
 
     @staticmethod
     def _rest_error(status: int, code: int, msg: str) -> web.Response:
-        return web.Response(status=status, body=_encode({"code": code, "msg": msg}),
-                            content_type="application/json")
+        return json_response({"code": code, "msg": msg}, status)
 
     def _symbol_from_rest(self, name: str) -> str | None:
         return self._by_name.get(name.lower()) if name.isupper() else None
@@ -438,10 +419,8 @@ class BinanceServer(VenueServer):
         except ValueError:
             return self._rest_error(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
         limit = max(1, min(limit, MAX_DEPTH_LIMIT))
-        body = _encode(self._partial(symbol, limit))  # taken now, however late it is sent
-        if self.options.rest_delay_s > 0:
-            await asyncio.sleep(self.options.rest_delay_s)
-        return web.Response(body=body, content_type="application/json")
+        book = json_response(self._partial(symbol, limit))  # taken now, however late it is sent
+        return await respond_late(book, self.options.rest_delay_s)
 
     async def _rest_exchange_info(self, request: web.Request) -> web.Response:
         wanted: list[str] | None = None
@@ -477,13 +456,11 @@ class BinanceServer(VenueServer):
                 ],
                 "permissionSets": [["SPOT"]],
             })
-        body = {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
-                "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
-        return web.Response(body=_encode(body), content_type="application/json")
+        return json_response({"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+                              "rateLimits": [], "exchangeFilters": [], "symbols": symbols})
 
     async def _rest_ping(self, request: web.Request) -> web.Response:
-        return web.Response(body=b"{}", content_type="application/json")
+        return json_response({})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return web.Response(body=_encode({"serverTime": time.time_ns() // 1_000_000}),
-                            content_type="application/json")
+        return json_response({"serverTime": time.time_ns() // 1_000_000})

@@ -30,7 +30,6 @@ keep an idle link alive (``idle_counts_pushes``), the ack/data order (``ack_afte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import string
@@ -40,12 +39,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from picows import WSCloseCode, WSUpgradeRequest
 
-from arbwire.sim.market import Instrument, MarketModel, SimTrade, Step
-from arbwire.sim.server import Link, LinkListener, RouteResult, VenueServer
+from arbwire.sim.levels import best, decimals, delta, text_levels, views
+from arbwire.sim.levels import decimal_text as bybit_str
+from arbwire.sim.market import Book, Instrument, MarketModel, SimTrade, Step
+from arbwire.sim.server import (
+    Link,
+    LinkListener,
+    RouteResult,
+    VenueServer,
+    encode,
+    housekeeping_every,
+    json_response,
+    respond_late,
+    ws_path,
+)
 
 CATEGORIES = ("spot", "linear")
 PATHS = {"/v5/public/spot": "spot", "/v5/public/linear": "linear"}
@@ -54,15 +64,7 @@ REST_MAX_LIMIT = 1000
 REST_DEFAULT_LIMIT = {"spot": 1, "linear": 25}
 IDLE_CLOSE = WSCloseCode.GOING_AWAY  # the real close code is undocumented
 REJECT_STYLES = ("invalid_symbol", "handler_not_found")
-_encode = msgspec.json.Encoder().encode
 _CONN_CHARS = string.digits + "abcdefghijklmnopqrstuv"
-
-
-def bybit_str(value: Decimal) -> str:
-    """Bybit's shortest decimal text: ``Decimal("60000.10")`` -> ``"60000.1"``."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
 
 
 def _conn_id() -> str:
@@ -139,35 +141,16 @@ class _LinkState:
     closing: bool = False
 
 
-def _delta(old: dict[Decimal, Decimal], new: dict[Decimal, Decimal]) -> dict[Decimal, Decimal]:
-    out = {p: Decimal(0) for p in old if p not in new}
-    out.update((p, s) for p, s in new.items() if old.get(p) != s)
-    return out
-
-
-def _levels(side: dict[Decimal, Decimal], bids: bool) -> list[list[str]]:
-    return [[bybit_str(p), bybit_str(s)] for p, s in sorted(side.items(), reverse=bids)]
-
-
 class BybitServer(VenueServer):
     """Bybit v5 public simulator (spot and linear) over one shared ``MarketModel``."""
 
     venue = "bybit"
     options_type = BybitOptions
+    options: BybitOptions
     faults = VenueServer.faults | {"restart"}
 
-    def __init__(
-        self,
-        model: MarketModel,
-        *,
-        host: str = "127.0.0.1",
-        seed: int = 1,
-        options: BybitOptions | None = None,
-        venue: str = "bybit",
-    ) -> None:
-        self.venue = venue
-        super().__init__(model, host=host, seed=seed)
-        self.options = options or BybitOptions()
+    def __init__(self, model: MarketModel, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self._by_name: dict[str, str] = {}  # BTCUSDT -> BTC-USDT
         self._markets: dict[tuple[str, str], _Market] = {}
         now = self.clock()
@@ -192,11 +175,7 @@ class BybitServer(VenueServer):
                 m.ticker = self._linear_ticker(m)
                 self._markets[(category, symbol)] = m
 
-    # ----- reading (for tests and faults) -----
-
-    def update_id(self, symbol: str, depth: int = 50, category: str = "spot") -> int:
-        """The current ``u`` of ``orderbook.{depth}.SYM`` in ``category``."""
-        return self._markets[(category, symbol)].books[depth].u
+    # ----- naming -----
 
     def parse_topic(self, name: str) -> Topic | None:
         """None for a topic this venue has no handler for (unknown kind, bad depth)."""
@@ -214,8 +193,7 @@ class BybitServer(VenueServer):
     # ----- connections -----
 
     def route(self, request: WSUpgradeRequest) -> RouteResult:
-        path = request.path.decode("latin-1").split("?")[0].rstrip("/")
-        category = PATHS.get(path)
+        category = PATHS.get(ws_path(request))
         if category is None:
             return None
         return LinkListener(self, _LinkState(category, _conn_id()))
@@ -283,7 +261,7 @@ class BybitServer(VenueServer):
         elif req_id is not None:
             body["req_id"] = str(req_id)
         body["op"] = op
-        self.send(link, _encode(body))
+        self.send(link, encode(body))
 
     def _initial_push(self, category: str, topic: Topic) -> bytes | None:
         assert topic.symbol is not None
@@ -298,7 +276,7 @@ class BybitServer(VenueServer):
         return None  # publicTrade: nothing until the next fill
 
     def housekeeping_period(self) -> float:
-        return min(1.0, max(0.01, self.options.idle_timeout_s / 4))
+        return housekeeping_every(self.options.idle_timeout_s)
 
     def housekeep(self, now: float) -> None:
         o = self.options
@@ -340,11 +318,8 @@ class BybitServer(VenueServer):
 
     # ----- frames -----
 
-    def _views(self, symbol: str) -> dict[int, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]]:
-        book = self.model.book(self.venue, symbol)
-        bids = sorted(book.bids.items(), reverse=True)
-        asks = sorted(book.asks.items())
-        return {d: (dict(bids[:d]), dict(asks[:d])) for d in DEPTHS}
+    def _views(self, symbol: str) -> dict[int, tuple[Book, Book]]:
+        return views(self.model.book(self.venue, symbol), DEPTHS)
 
     @staticmethod
     def _book_frame(
@@ -357,19 +332,19 @@ class BybitServer(VenueServer):
         ts: int,
     ) -> bytes:
         topic = f"orderbook.{depth}.{m.name}"
-        data = {"s": m.name, "b": _levels(bids, True), "a": _levels(asks, False), "u": u,
+        data = {"s": m.name, "b": text_levels(bids, True), "a": text_levels(asks, False), "u": u,
                 "seq": m.seq}
         if m.category == "spot" or depth == 1:
             body = {"topic": topic, "ts": ts, "type": kind, "data": data, "cts": ts - 2}
         else:
             body = {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": ts - 2}
-        return _encode(body)
+        return encode(body)
 
     def _ticker_frame(self, m: _Market, kind: str, data: dict[str, str], ts: int) -> bytes:
         topic = f"tickers.{m.name}"
         if m.category == "spot":
-            return _encode({"topic": topic, "ts": ts, "type": kind, "cs": m.seq, "data": data})
-        return _encode({"topic": topic, "type": kind, "data": data, "cs": m.seq, "ts": ts})
+            return encode({"topic": topic, "ts": ts, "type": kind, "cs": m.seq, "data": data})
+        return encode({"topic": topic, "type": kind, "data": data, "cs": m.seq, "ts": ts})
 
     def _spot_ticker(self, m: _Market) -> dict[str, str]:
         change = (m.last_price / m.prev_price - 1).quantize(Decimal("0.0001"))
@@ -437,10 +412,7 @@ class BybitServer(VenueServer):
     def publish(self, step: Step, now_ns: int) -> None:
         ts = now_ns // 1_000_000
         now = self.clock()
-        trades: dict[str, list[SimTrade]] = {}
-        for trade in step.trades:
-            if trade.venue == self.venue:
-                trades.setdefault(trade.symbol, []).append(trade)
+        trades = self.trades_by_symbol(step)
         frames: dict[tuple[str, str], list[bytes]] = {}
         for symbol in self.model.symbols:
             diff = step.diffs.get((self.venue, symbol))
@@ -461,14 +433,14 @@ class BybitServer(VenueServer):
                         body = {"topic": topic, "ts": ts, "type": "snapshot", "data": entries}
                     else:
                         body = {"topic": topic, "type": "snapshot", "ts": ts, "data": entries}
-                    frames[(category, topic)] = [_encode(body)]
+                    frames[(category, topic)] = [encode(body)]
                 self._publish_ticker(m, bool(fills), ts, frames)
         self._deliver(frames)
 
     def _publish_books(
         self,
         m: _Market,
-        views: dict[int, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] | None,
+        views: dict[int, tuple[Book, Book]] | None,
         now: float,
         ts: int,
         frames: dict[tuple[str, str], list[bytes]],
@@ -476,7 +448,7 @@ class BybitServer(VenueServer):
         for depth, bs in m.books.items():
             key = (m.category, f"orderbook.{depth}.{m.name}")
             new_bids, new_asks = views[depth] if views is not None else (bs.bids, bs.asks)
-            db, da = _delta(bs.bids, new_bids), _delta(bs.asks, new_asks)
+            db, da = delta(bs.bids, new_bids), delta(bs.asks, new_asks)
             if db or da:
                 bs.bids, bs.asks = new_bids, new_asks
                 bs.u += 1
@@ -527,9 +499,8 @@ class BybitServer(VenueServer):
 
     @staticmethod
     def _json(ret_code: int, ret_msg: str, result: Any) -> web.Response:
-        body = {"retCode": ret_code, "retMsg": ret_msg, "result": result, "retExtInfo": {},
-                "time": time.time_ns() // 1_000_000}
-        return web.Response(body=_encode(body), content_type="application/json")
+        return json_response({"retCode": ret_code, "retMsg": ret_msg, "result": result,
+                              "retExtInfo": {}, "time": time.time_ns() // 1_000_000})
 
     async def _rest_orderbook(self, request: web.Request) -> web.Response:
         category = request.query.get("category", "")
@@ -546,15 +517,11 @@ class BybitServer(VenueServer):
         limit = max(1, min(limit, REST_MAX_LIMIT))
         m = self._markets[(category, symbol)]
         book = self.model.book(self.venue, symbol)
-        bids = dict(sorted(book.bids.items(), reverse=True)[:limit])
-        asks = dict(sorted(book.asks.items())[:limit])
         ts = time.time_ns() // 1_000_000
-        result = {"s": m.name, "a": _levels(asks, False), "b": _levels(bids, True), "ts": ts,
+        result = {"s": m.name, "a": text_levels(best(book.asks, limit, False), False),
+                  "b": text_levels(best(book.bids, limit, True), True), "ts": ts,
                   "u": m.books[1000].u, "seq": m.seq, "cts": ts - 2}
-        response = self._json(0, "OK", result)  # taken now, however late it is sent
-        if self.options.rest_delay_s > 0:
-            await asyncio.sleep(self.options.rest_delay_s)
-        return response
+        return await respond_late(self._json(0, "OK", result), self.options.rest_delay_s)
 
     def _instrument(self, category: str, m: _Market, inst: Instrument) -> dict[str, Any]:
         tick, lot = bybit_str(inst.tick), bybit_str(inst.lot)
@@ -572,7 +539,7 @@ class BybitServer(VenueServer):
             "symbol": m.name, "contractType": "LinearPerpetual", "status": "Trading",
             "baseCoin": inst.base, "quoteCoin": inst.quote, "launchTime": "1585526400000",
             "deliveryTime": "0", "deliveryFeeRate": "",
-            "priceScale": str(max(0, -inst.tick.normalize().as_tuple().exponent)),
+            "priceScale": str(decimals(inst.tick)),
             "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
             "priceFilter": {"minPrice": tick, "maxPrice": "1999999.80", "tickSize": tick},
             "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": lot, "qtyStep": lot,

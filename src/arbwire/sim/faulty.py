@@ -17,11 +17,12 @@ Every accepted TCP connection is counted in ``attempts``. Loopback only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from dataclasses import dataclass, field
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+from arbwire.sim.teardown import abort_all, stop_listening
 
 
 @dataclass(slots=True)
@@ -51,12 +52,8 @@ class FaultyServer:
         return self
 
     async def close(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        abort_all(self._writers)
+        await stop_listening(self._server)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.attempts += 1
@@ -80,7 +77,7 @@ class FaultyServer:
             if mode == "slow_tls":
                 await asyncio.sleep(self.delay_s)
             await writer.start_tls(self.ssl_context)
-        request = await reader.readuntil(b"\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")  # the upgrade request; the mode decides the answer
         if mode == "bad_accept":
             writer.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -91,7 +88,6 @@ class FaultyServer:
             head = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}", "Connection: close"]
             head += [f"{k}: {v}" for k, v in self.headers.items()]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + self.body)
-        del request
         await writer.drain()
         await asyncio.sleep(0.05)
 
@@ -114,7 +110,6 @@ class _PushListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.server.transports.add(transport)
-        self.server.connections += 1
         if self.server.hello is not None:
             transport.send(WSMsgType.TEXT, self.server.hello)
 
@@ -164,7 +159,6 @@ class PushServer:
         self.host = host
         self.port = 0
         self.transports: set[WSTransport] = set()
-        self.connections = 0
         self.pings = 0
         self.received: list[bytes] = []
         self._server: asyncio.Server | None = None
@@ -202,7 +196,4 @@ class PushServer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.drop_all()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        await stop_listening(self._server)

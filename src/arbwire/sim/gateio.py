@@ -30,7 +30,6 @@ don't quote (bad ``time``, bad stream names, unknown channels: all code 2).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -40,12 +39,24 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from picows import WSCloseCode, WSUpgradeRequest
 
-from arbwire.sim.market import MarketModel, SimTrade, Step
-from arbwire.sim.server import Link, LinkListener, RouteResult, VenueServer
+from arbwire.sim.levels import best, decimals, delta, text_levels, views
+from arbwire.sim.levels import decimal_text as gate_str
+from arbwire.sim.market import Book, MarketModel, SimTrade, Step
+from arbwire.sim.server import (
+    Link,
+    LinkListener,
+    RouteResult,
+    VenueServer,
+    answer_pings,
+    encode,
+    housekeeping_every,
+    json_response,
+    respond_late,
+    ws_path,
+)
 
 PATH = "/ws/v4"
 OBU = "spot.obu"
@@ -59,20 +70,8 @@ STREAMS: tuple[tuple[str, Any, int], ...] = (
 )  # (channel, parameter, depth) of every book stream a pair has
 OBU_STREAM = re.compile(r"^ob\.(?P<pair>[A-Za-z0-9]+_[A-Za-z0-9]+)\.(?P<level>\d+)$")
 PING_CLOSE = WSCloseCode.POLICY_VIOLATION  # the real close code is undocumented
-_encode = msgspec.json.Encoder().encode
 
 SubKey = tuple[str, str, Any]  # (channel, model symbol, level | interval | None)
-
-
-def gate_str(value: Decimal) -> str:
-    """Gate's shortest decimal text: ``Decimal("60000.10")`` -> ``"60000.1"``."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
-
-
-def _decimals(step: Decimal) -> int:
-    return max(0, -int(step.normalize().as_tuple().exponent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +130,6 @@ class _Refused(Exception):
         self.message = message
 
 
-def _delta(old: dict[Decimal, Decimal], new: dict[Decimal, Decimal]) -> dict[Decimal, Decimal]:
-    out = {p: Decimal(0) for p in old if p not in new}
-    out.update((p, s) for p, s in new.items() if old.get(p) != s)
-    return out
-
-
-def _levels(side: dict[Decimal, Decimal], bids: bool) -> list[list[str]]:
-    return [[gate_str(p), gate_str(s)] for p, s in sorted(side.items(), reverse=bids)]
-
-
 def _ms_text(ns: int) -> str:
     """``create_time_ms``: ms as text with the sub-ms digits, ``"1606292218213.4578"``."""
     frac = f"{ns % 1_000_000:06d}".rstrip("0")
@@ -152,20 +141,11 @@ class GateioServer(VenueServer):
 
     venue = "gateio"
     options_type = GateioOptions
+    options: GateioOptions
     faults = VenueServer.faults | {"full_snapshot", "upgrade", "slow_consumer"}
 
-    def __init__(
-        self,
-        model: MarketModel,
-        *,
-        host: str = "127.0.0.1",
-        seed: int = 1,
-        options: GateioOptions | None = None,
-        venue: str = "gateio",
-    ) -> None:
-        self.venue = venue
-        super().__init__(model, host=host, seed=seed)
-        self.options = options or GateioOptions()
+    def __init__(self, model: MarketModel, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self.slow_closes = 0
         self._by_name: dict[str, str] = {}  # BTC_USDT -> BTC-USDT
         self._pairs: dict[str, _Pair] = {}
@@ -190,7 +170,7 @@ class GateioServer(VenueServer):
     # ----- connections -----
 
     def route(self, request: WSUpgradeRequest) -> RouteResult:
-        if request.path.decode("latin-1").split("?")[0].rstrip("/") != PATH:
+        if ws_path(request) != PATH:
             return None
         return LinkListener(self, _LinkState(conn_id=secrets.token_hex(8)))
 
@@ -205,12 +185,8 @@ class GateioServer(VenueServer):
 
     def on_pong(self, link: Link, payload: bytes) -> None:
         state: _LinkState = link.state
-        sent = state.pings.get(payload)
-        if sent is None:
-            return  # unsolicited: says nothing about this link reading our pings
-        for key in [k for k, t in state.pings.items() if t <= sent]:
-            del state.pings[key]
-        if self.options.pongs_count:
+        # an unsolicited pong says nothing about this link reading our pings
+        if answer_pings(state.pings, payload) and self.options.pongs_count:
             state.last_alive = self.clock()
 
     def on_text(self, link: Link, payload: bytes) -> None:
@@ -225,8 +201,8 @@ class GateioServer(VenueServer):
         channel, event = msg.get("channel"), msg.get("event")
         if channel == "spot.ping":
             state.last_alive = self.clock()
-            self.send(link, _encode({"time": time.time_ns() // 10**9, "channel": "spot.pong",
-                                     "event": "", "error": None, "result": None}))
+            self.send(link, encode({"time": time.time_ns() // 10**9, "channel": "spot.pong",
+                                    "event": "", "error": None, "result": None}))
             return
         try:
             if event not in ("subscribe", "unsubscribe"):
@@ -295,7 +271,7 @@ class GateioServer(VenueServer):
         else:
             body["error"] = {"code": error.code, "message": error.message}
             body["result"] = {"status": "fail"}
-        self.send(link, _encode(body))
+        self.send(link, encode(body))
 
     def _initial_push(self, key: SubKey) -> bytes | None:
         channel, symbol, param = key
@@ -310,8 +286,7 @@ class GateioServer(VenueServer):
     # ----- heartbeat and slow consumers -----
 
     def housekeeping_period(self) -> float:
-        o = self.options
-        return min(1.0, max(0.01, min(o.ping_interval_s, o.ping_timeout_s) / 4))
+        return housekeeping_every(self.options.ping_interval_s, self.options.ping_timeout_s)
 
     def housekeep(self, now: float) -> None:
         o = self.options
@@ -320,7 +295,6 @@ class GateioServer(VenueServer):
             if state.closing:
                 continue
             if now - state.last_alive >= o.ping_timeout_s:
-                state.closing = True
                 self.close_link(link, PING_CLOSE, b"ping timeout")
             elif o.ping_interval_s > 0 and now >= state.next_ping:
                 payload = str(time.time_ns()).encode()  # not self.rng: ids stay seeded
@@ -336,6 +310,14 @@ class GateioServer(VenueServer):
         buffered = link.transport.underlying_transport.get_write_buffer_size()
         if buffered > self.options.max_buffer_bytes:
             self._cut_slow(link)
+
+    def close_link(self, link: Link, code: WSCloseCode, reason: bytes) -> None:
+        """Once per link; from then on it gets no frames (see ``send``)."""
+        state: _LinkState = link.state
+        if state.closing:
+            return
+        state.closing = True
+        super().close_link(link, code, reason)
 
     def _cut_slow(self, link: Link) -> None:
         """The venue drops clients that cannot keep up (§4.3): no close frame would get
@@ -371,20 +353,13 @@ class GateioServer(VenueServer):
     def upgrade(self, close_after_s: float | None = None) -> int:
         """Send the ``event:"upgrade"`` message (§4.4, shape a guess), then close."""
         now_ns = time.time_ns()
-        body = _encode({"time": now_ns // 10**9, "time_ms": now_ns // 10**6, "channel": "",
-                        "event": "upgrade"})
+        body = encode({"time": now_ns // 10**9, "time_ms": now_ns // 10**6, "channel": "",
+                       "event": "upgrade"})
         links = list(self.links.values())
         for link in links:
             self.send(link, body)
         delay = self.options.upgrade_close_s if close_after_s is None else close_after_s
-
-        def close() -> None:
-            for link in links:
-                if not link.state.closing:
-                    link.state.closing = True
-                    self.close_link(link, WSCloseCode.GOING_AWAY, b"server upgrade")
-
-        self.later(delay, close)
+        self.close_later(links, delay, b"server upgrade")
         return len(links)
 
     def slow_consumer(self) -> int:
@@ -396,11 +371,8 @@ class GateioServer(VenueServer):
 
     # ----- publishing -----
 
-    def _views(self, symbol: str) -> dict[int, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]]:
-        book = self.model.book(self.venue, symbol)
-        bids = sorted(book.bids.items(), reverse=True)
-        asks = sorted(book.asks.items())
-        return {d: (dict(bids[:d]), dict(asks[:d])) for _, _, d in STREAMS}
+    def _views(self, symbol: str) -> dict[int, tuple[Book, Book]]:
+        return views(self.model.book(self.venue, symbol), (d for _, _, d in STREAMS))
 
     def _book_frame(
         self,
@@ -411,33 +383,30 @@ class GateioServer(VenueServer):
         full: bool,
         first: int,
         last: int,
-        bids: dict[Decimal, Decimal],
-        asks: dict[Decimal, Decimal],
+        bids: Book,
+        asks: Book,
         ts: int,
     ) -> bytes:
-        b, a = _levels(bids, True), _levels(asks, False)
+        b, a = text_levels(bids, True), text_levels(asks, False)
         if channel == OBU:
             result: dict[str, Any] = {"t": ts - 1}
             if full:
                 result |= {"full": True, "s": f"ob.{p.name}.{param}", "u": last, "b": b, "a": a}
             else:
                 result |= {"s": f"ob.{p.name}.{param}", "u": last, "U": first, "b": b, "a": a}
-            return _encode({"channel": OBU, "result": result, "time_ms": ts, "event": "update"})
+            return encode({"channel": OBU, "result": result, "time_ms": ts, "event": "update"})
         result = {"t": ts - 1}
         if full:
             result |= {"full": True, "l": str(gs.depth)}
         result |= {"e": "depthUpdate", "E": ts // 1000, "s": p.name, "U": first, "u": last,
                    "b": b, "a": a}
-        return _encode({"time": ts // 1000, "time_ms": ts, "channel": UPDATE, "event": "update",
-                        "result": result})
+        return encode({"time": ts // 1000, "time_ms": ts, "channel": UPDATE, "event": "update",
+                       "result": result})
 
     def publish(self, step: Step, now_ns: int) -> None:
         ts = now_ns // 1_000_000
         frames: dict[SubKey, list[bytes]] = {}
-        trades: dict[str, list[SimTrade]] = {}
-        for trade in step.trades:
-            if trade.venue == self.venue:
-                trades.setdefault(trade.symbol, []).append(trade)
+        trades = self.trades_by_symbol(step)
         for symbol, p in self._pairs.items():
             diff = step.diffs.get((self.venue, symbol))
             if diff:
@@ -457,7 +426,7 @@ class GateioServer(VenueServer):
                     frames[key] = [self._book_frame(p, channel, param, gs, True, first, p.id,
                                                     bids, asks, ts)]
                     continue
-                db, da = _delta(gs.bids, bids), _delta(gs.asks, asks)
+                db, da = delta(gs.bids, bids), delta(gs.asks, asks)
                 if not (db or da):
                     continue
                 first = gs.last_u + 1
@@ -470,17 +439,14 @@ class GateioServer(VenueServer):
             for trade in trades.get(symbol, ()):
                 frames.setdefault((TRADES, symbol, None), []).append(
                     self._trade_frame(p, trade, now_ns))
-            book = self.model.book(self.venue, symbol)
-            if book.bids and book.asks:
-                bb, ba = max(book.bids), min(book.asks)
-                top = (bb, book.bids[bb], ba, book.asks[ba])
-                if top != p.top:
-                    p.top = top
-                    result = {"t": ts - 1, "u": p.id, "s": p.name, "b": gate_str(bb),
-                              "B": gate_str(top[1]), "a": gate_str(ba), "A": gate_str(top[3])}
-                    frames[(BOOK_TICKER, symbol, None)] = [_encode({
-                        "time": ts // 1000, "time_ms": ts, "channel": BOOK_TICKER,
-                        "event": "update", "result": result})]
+            top = self.model.book(self.venue, symbol).top()
+            if top is not None and top != p.top:
+                p.top = top
+                result = {"t": ts - 1, "u": p.id, "s": p.name, "b": gate_str(top[0]),
+                          "B": gate_str(top[1]), "a": gate_str(top[2]), "A": gate_str(top[3])}
+                frames[(BOOK_TICKER, symbol, None)] = [encode({
+                    "time": ts // 1000, "time_ms": ts, "channel": BOOK_TICKER,
+                    "event": "update", "result": result})]
         self._deliver(frames)
 
     def _trade_frame(self, p: _Pair, trade: SimTrade, now_ns: int) -> bytes:
@@ -493,8 +459,8 @@ class GateioServer(VenueServer):
             "price": f"{trade.price:.10f}", "range": f"{self._trade_id}-{self._trade_id}",
         }
         ts = now_ns // 1_000_000
-        return _encode({"time": ts // 1000, "time_ms": ts, "channel": TRADES, "event": "update",
-                        "result": result})
+        return encode({"time": ts // 1000, "time_ms": ts, "channel": TRADES, "event": "update",
+                       "result": result})
 
     def _deliver(self, frames: dict[SubKey, list[bytes]]) -> None:
         if self.stalled or not frames:
@@ -517,27 +483,23 @@ class GateioServer(VenueServer):
             web.get("/api/v4/spot/time", self._rest_time),
         ]
 
-    @staticmethod
-    def _json(body: Any, status: int = 200) -> web.Response:
-        return web.Response(status=status, body=_encode(body), content_type="application/json")
-
     def _bad_pair(self, name: str) -> web.Response:
-        return self._json({"label": "INVALID_CURRENCY_PAIR",
-                           "message": f"Invalid currency pair {name}"}, 400)
+        return json_response({"label": "INVALID_CURRENCY_PAIR",
+                              "message": f"Invalid currency pair {name}"}, 400)
 
     async def _rest_order_book(self, request: web.Request) -> web.Response:
         name = request.query.get("currency_pair", "")
         if not name:
-            return self._json({"label": "MISSING_REQUIRED_PARAM",
-                               "message": "Missing required parameter: currency_pair"}, 400)
+            return json_response({"label": "MISSING_REQUIRED_PARAM",
+                                  "message": "Missing required parameter: currency_pair"}, 400)
         symbol = self._by_name.get(name)
         if symbol is None:
             return self._bad_pair(name)
         try:
             limit = int(request.query.get("limit", "10"))
         except ValueError:
-            return self._json({"label": "INVALID_PARAM_VALUE",
-                               "message": "Invalid parameter value: limit"}, 400)
+            return json_response({"label": "INVALID_PARAM_VALUE",
+                                  "message": "Invalid parameter value: limit"}, 400)
         limit = max(1, min(limit, self.options.rest_max_limit))
         p = self._pairs[symbol]
         book = self.model.book(self.venue, symbol)
@@ -546,13 +508,10 @@ class GateioServer(VenueServer):
             body["id"] = p.id
         body |= {
             "current": time.time_ns() // 1_000_000, "update": p.last_change_ms,
-            "asks": _levels(dict(sorted(book.asks.items())[:limit]), False),
-            "bids": _levels(dict(sorted(book.bids.items(), reverse=True)[:limit]), True),
+            "asks": text_levels(best(book.asks, limit, False), False),
+            "bids": text_levels(best(book.bids, limit, True), True),
         }
-        response = self._json(body)  # taken now, however late it is sent
-        if self.options.rest_delay_s > 0:
-            await asyncio.sleep(self.options.rest_delay_s)
-        return response
+        return await respond_late(json_response(body), self.options.rest_delay_s)
 
     def _pair_info(self, symbol: str) -> dict[str, Any]:
         inst = self.model.instruments[symbol]
@@ -560,20 +519,20 @@ class GateioServer(VenueServer):
             "id": self._pairs[symbol].name, "base": inst.base, "base_name": inst.base,
             "quote": inst.quote, "quote_name": inst.quote, "fee": "0.2",
             "min_base_amount": gate_str(inst.lot), "min_quote_amount": "3",
-            "max_quote_amount": "5000000", "amount_precision": _decimals(inst.lot),
-            "precision": _decimals(inst.tick), "trade_status": "tradable",
+            "max_quote_amount": "5000000", "amount_precision": decimals(inst.lot),
+            "precision": decimals(inst.tick), "trade_status": "tradable",
             "sell_start": 0, "buy_start": 0, "delisting_time": 0, "type": "normal",
         }
 
     async def _rest_pairs(self, request: web.Request) -> web.Response:
-        return self._json([self._pair_info(s) for s in self._pairs])
+        return json_response([self._pair_info(s) for s in self._pairs])
 
     async def _rest_pair(self, request: web.Request) -> web.Response:
         name = request.match_info["pair"]
         symbol = self._by_name.get(name)
         if symbol is None:
             return self._bad_pair(name)
-        return self._json(self._pair_info(symbol))
+        return json_response(self._pair_info(symbol))
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return self._json({"server_time": time.time_ns() // 1_000_000})
+        return json_response({"server_time": time.time_ns() // 1_000_000})

@@ -59,8 +59,20 @@ import msgspec
 from aiohttp import web
 from picows import WSCloseCode, WSMsgType, WSUpgradeRequest
 
-from arbwire.sim.market import Book, MarketModel, SimTrade, Step
-from arbwire.sim.server import FaultError, Link, LinkListener, RouteResult, VenueServer
+from arbwire.sim.levels import best, decimal_text, decimals, delta
+from arbwire.sim.market import Book, MarketModel, Step
+from arbwire.sim.server import (
+    FaultError,
+    Link,
+    LinkListener,
+    RouteResult,
+    VenueServer,
+    answer_pings,
+    encode,
+    housekeeping_every,
+    json_response,
+    ws_path,
+)
 
 WS_PATH = "/ws"
 FEED_PATH = "/feed"
@@ -68,7 +80,6 @@ MBP_LEVELS = (5, 20, 150, 400)
 REQ_LEVELS = frozenset({5, 20, 150})
 REFRESH_LEVELS = (5, 10, 20)
 PING_CLOSE = WSCloseCode.OK  # close code after missed pongs: unconfirmed, clients must not rely on it
-_encode = msgspec.json.Encoder().encode
 
 
 def htx_num(value: Decimal, *, bare_ints: bool = False) -> str:
@@ -93,11 +104,6 @@ def htx_num(value: Decimal, *, bare_ints: bool = False) -> str:
         return sign + (text if "." in text or bare_ints else text + ".0")
     digits = "".join(map(str, v.as_tuple().digits))
     return f"{sign}{digits[0]}.{digits[1:] or '0'}E{adjusted}"
-
-
-def _plain_num(value: Decimal) -> str:
-    """A JSON number as the REST symbol list prints it (``1``, ``0.01``)."""
-    return format(value.normalize(), "f")
 
 
 def _raw_levels(pairs: Iterable[tuple[Decimal, Decimal]], bare_ints: bool = False) -> msgspec.Raw:
@@ -166,19 +172,6 @@ class _LateRep:
     count: int
 
 
-def _top(book: Book, n: int, bids: bool) -> dict[Decimal, Decimal]:
-    prices = sorted(book, reverse=bids)[:n]
-    return {p: book[p] for p in prices}
-
-
-def _view_diff(old: Book, new: Book) -> dict[Decimal, Decimal]:
-    out = {p: s for p, s in new.items() if old.get(p) != s}
-    for p in old:
-        if p not in new:
-            out[p] = Decimal(0)
-    return out
-
-
 def _crossed(bids: Book, asks: Book) -> bool:
     return bool(bids and asks) and max(bids) >= min(asks)
 
@@ -188,20 +181,11 @@ class HtxServer(VenueServer):
 
     venue = "htx"
     options_type = HtxOptions
+    options: HtxOptions
     faults = VenueServer.faults | {"late_rep", "empty_diff"}
 
-    def __init__(
-        self,
-        model: MarketModel,
-        *,
-        host: str = "127.0.0.1",
-        seed: int = 1,
-        options: HtxOptions | None = None,
-        venue: str = "htx",
-    ) -> None:
-        self.venue = venue
-        super().__init__(model, host=host, seed=seed)
-        self.options = options or HtxOptions()
+    def __init__(self, model: MarketModel, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self._syms: dict[str, _SymState] = {}
         self._by_name: dict[str, str] = {}  # btcusdt -> BTC-USDT
         for symbol in model.symbols:
@@ -210,7 +194,7 @@ class HtxServer(VenueServer):
             seq = self.rng.randrange(10**10, 10**11)
             book = model.book(self.venue, symbol)
             views = {
-                n: _View(n, _top(book.bids, n, True), _top(book.asks, n, False), seq)
+                n: _View(n, best(book.bids, n, True), best(book.asks, n, False), seq)
                 for n in MBP_LEVELS
             }
             self._syms[symbol] = _SymState(
@@ -222,13 +206,6 @@ class HtxServer(VenueServer):
         self._late: list[_LateRep] = []
         self._last_depth = self.clock()
 
-    def seq_num(self, symbol: str, levels: int = 150) -> int:
-        """The ``seqNum`` of the last ``mbp.levels`` increment produced for ``symbol``."""
-        return self._syms[symbol].views[levels].seq
-
-    def venue_name(self, symbol: str) -> str:
-        return self._syms[symbol].name
-
     # ----- sending -----
 
     def send(self, link: Link, payload: bytes) -> None:
@@ -236,10 +213,7 @@ class HtxServer(VenueServer):
         self.send_gz(link, gz(payload))
 
     def send_gz(self, link: Link, data: bytes) -> None:
-        if self.stalled:
-            return
-        link.transport.send(WSMsgType.BINARY, data)
-        link.last_out = self.clock()
+        self._send_frame(link, WSMsgType.BINARY, data)
 
     @staticmethod
     def _ms() -> int:
@@ -248,7 +222,7 @@ class HtxServer(VenueServer):
     # ----- connections -----
 
     def route(self, request: WSUpgradeRequest) -> RouteResult:
-        path = request.path.decode("latin-1").split("?")[0].rstrip("/")
+        path = ws_path(request)
         if path not in (WS_PATH, FEED_PATH):
             return None
         return LinkListener(self, _LinkState(path=path))
@@ -268,7 +242,7 @@ class HtxServer(VenueServer):
         if "pong" in msg:
             self._on_pong(link, msg["pong"], rid)
         elif "ping" in msg:
-            self.send(link, _encode({"pong": msg["ping"]}))
+            self.send(link, encode({"pong": msg["ping"]}))
         elif "sub" in msg:
             self._on_sub(link, msg["sub"], rid, True)
         elif "unsub" in msg:
@@ -283,16 +257,13 @@ class HtxServer(VenueServer):
         if rid is not None:
             body["id"] = rid
         body |= {"err-code": "bad-request", "err-msg": message}
-        self.send(link, _encode(body))
+        self.send(link, encode(body))
 
     def _on_pong(self, link: Link, value: Any, rid: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             self._error(link, rid, "invalid ping")
             return
-        pings: dict[int, float] = link.state.pings
-        if value in pings:  # a pong answers its ping and every older one
-            for key in [k for k in pings if k <= value]:
-                del pings[key]
+        answer_pings(link.state.pings, value)  # ping values and send times rise together
 
     def parse_topic(self, topic: Any, path: str) -> tuple[str, str, int] | str:
         """``(kind, symbol, n)`` for a topic this path serves, else the error message."""
@@ -340,7 +311,7 @@ class HtxServer(VenueServer):
                 continue
             ack: dict[str, Any] = {} if rid is None else {"id": rid}
             ack |= {"status": "ok", "subbed" if sub else "unsubbed": topic, "ts": self._ms()}
-            self.send(link, _encode(ack))
+            self.send(link, encode(ack))
             if sub:
                 state.subs[topic] = None
             else:
@@ -373,7 +344,7 @@ class HtxServer(VenueServer):
             }
         body: dict[str, Any] = {} if rid is None else {"id": rid}
         body |= {"status": "ok", "ts": self._ms(), "rep": topic, "data": data}
-        frame = gz(_encode(body))  # the book as of now, however late it goes out
+        frame = gz(encode(body))  # the book as of now, however late it goes out
         delay = self._rep_delay(symbol)
         if delay <= 0:
             self.send_gz(link, frame)
@@ -395,7 +366,7 @@ class HtxServer(VenueServer):
         return self.options.rep_delay_s
 
     def housekeeping_period(self) -> float:
-        return min(1.0, max(0.01, self.options.ping_interval_s / 4))
+        return housekeeping_every(self.options.ping_interval_s)
 
     def housekeep(self, now: float) -> None:
         o = self.options
@@ -411,7 +382,7 @@ class HtxServer(VenueServer):
             state.last_ping = value
             state.pings[value] = now
             state.next_ping = now + o.ping_interval_s
-            self.send(link, _encode({"ping": value}))
+            self.send(link, encode({"ping": value}))
 
     # ----- faults -----
 
@@ -452,13 +423,9 @@ class HtxServer(VenueServer):
     def send_raw(self, payload: bytes | str, binary: bool = False, compress: bool = False) -> int:
         """Push an arbitrary frame to every link, even when stalled; ``compress`` gzips it
         (and sends it binary, as HTX does)."""
-        data = payload.encode() if isinstance(payload, str) else payload
         if compress:
-            data, binary = gz(data), True
-        kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
-        for link in self.links.values():
-            link.transport.send(kind, data)
-        return len(self.links)
+            payload, binary = gz(payload.encode() if isinstance(payload, str) else payload), True
+        return super().send_raw(payload, binary)
 
     # ----- publishing -----
 
@@ -469,10 +436,7 @@ class HtxServer(VenueServer):
         for link in self.links.values():
             wanted.update(link.state.subs)
         frames: dict[str, list[bytes]] = {}
-        trades: dict[str, list[SimTrade]] = {}
-        for trade in step.trades:
-            if trade.venue == self.venue:
-                trades.setdefault(trade.symbol, []).append(trade)
+        trades = self.trades_by_symbol(step)
         depth_due = now - self._last_depth >= self.options.depth_interval_s - 1e-6
         if depth_due:
             self._last_depth = now
@@ -483,22 +447,20 @@ class HtxServer(VenueServer):
                 topic = f"market.{st.name}.mbp.refresh.{n}"
                 if topic in wanted:
                     tick = {"seqNum": st.seq,
-                            "bids": _raw_levels(sorted(_top(book.bids, n, True).items(), reverse=True), True),
-                            "asks": _raw_levels(sorted(_top(book.asks, n, False).items()), True)}
-                    frames[topic] = [gz(_encode({"ch": topic, "ts": ts, "tick": tick}))]
-            if book.bids and book.asks:
-                bb, ba = max(book.bids), min(book.asks)
-                top = (bb, book.bids[bb], ba, book.asks[ba])
+                            "bids": _raw_levels(best(book.bids, n, True).items(), True),
+                            "asks": _raw_levels(best(book.asks, n, False).items(), True)}
+                    frames[topic] = [gz(encode({"ch": topic, "ts": ts, "tick": tick}))]
+            top = book.top()
+            if top is not None and top != st.top:
+                st.top = top
                 topic = f"market.{st.name}.bbo"
-                if top != st.top:
-                    st.top = top
-                    if topic in wanted:
-                        tick = {"seqId": st.seq, "ask": msgspec.Raw(htx_num(ba).encode()),
-                                "askSize": msgspec.Raw(htx_num(top[3]).encode()),
-                                "bid": msgspec.Raw(htx_num(bb).encode()),
-                                "bidSize": msgspec.Raw(htx_num(top[1]).encode()),
-                                "quoteTime": ts, "symbol": st.name}
-                        frames[topic] = [gz(_encode({"ch": topic, "ts": ts, "tick": tick}))]
+                if topic in wanted:
+                    tick = {"seqId": st.seq, "ask": msgspec.Raw(htx_num(top[2]).encode()),
+                            "askSize": msgspec.Raw(htx_num(top[3]).encode()),
+                            "bid": msgspec.Raw(htx_num(top[0]).encode()),
+                            "bidSize": msgspec.Raw(htx_num(top[1]).encode()),
+                            "quoteTime": ts, "symbol": st.name}
+                    frames[topic] = [gz(encode({"ch": topic, "ts": ts, "tick": tick}))]
             if symbol in trades:
                 topic = f"market.{st.name}.trade.detail"
                 data = []
@@ -515,14 +477,14 @@ class HtxServer(VenueServer):
                     data.append(item)
                 if topic in wanted:
                     body = {"ch": topic, "ts": ts, "tick": {"id": st.tick_id, "ts": ts, "data": data}}
-                    frames[topic] = [gz(_encode(body))]
+                    frames[topic] = [gz(encode(body))]
             topic = f"market.{st.name}.depth.step0"
             if depth_due and topic in wanted:
                 n = self.options.depth_levels
-                tick = {"bids": _raw_levels(sorted(_top(book.bids, n, True).items(), reverse=True)),
-                        "asks": _raw_levels(sorted(_top(book.asks, n, False).items())),
+                tick = {"bids": _raw_levels(best(book.bids, n, True).items()),
+                        "asks": _raw_levels(best(book.asks, n, False).items()),
                         "version": st.seq, "ts": ts}
-                frames[topic] = [gz(_encode({"ch": topic, "ts": ts, "tick": tick}))]
+                frames[topic] = [gz(encode({"ch": topic, "ts": ts, "tick": tick}))]
         self._deliver(frames)
 
     def _publish_mbp(
@@ -556,7 +518,7 @@ class HtxServer(VenueServer):
             if diff:
                 bids = {p: book.bids[p] for p in new_bids[:n]}
                 asks = {p: book.asks[p] for p in new_asks[:n]}
-                db, da = _view_diff(view.bids, bids), _view_diff(view.asks, asks)
+                db, da = delta(view.bids, bids), delta(view.asks, asks)
                 if n in (150, 400):
                     out.append((end_seq, db, da))
                 elif db and da and self.options.split_sides:
@@ -583,7 +545,7 @@ class HtxServer(VenueServer):
                         tick["asks"] = _raw_levels(sorted(a.items()), True)
                     if b is not None:
                         tick["bids"] = _raw_levels(sorted(b.items(), reverse=True), True)
-                    sent.append(gz(_encode({"ch": topic, "ts": ts, "tick": tick})))
+                    sent.append(gz(encode({"ch": topic, "ts": ts, "tick": tick})))
                 prev = seq
             view.seq = prev
             if sent:
@@ -613,16 +575,16 @@ class HtxServer(VenueServer):
             inst = self.model.instruments[symbol]
             data.append({
                 "base-currency": inst.base.lower(), "quote-currency": inst.quote.lower(),
-                "price-precision": max(0, -inst.tick.normalize().as_tuple().exponent),  # type: ignore[operator]
-                "amount-precision": max(0, -inst.lot.normalize().as_tuple().exponent),  # type: ignore[operator]
+                "price-precision": decimals(inst.tick),
+                "amount-precision": decimals(inst.lot),
                 "symbol-partition": "main", "symbol": st.name, "state": "online",
                 "value-precision": 8,
-                "min-order-amt": msgspec.Raw(_plain_num(inst.lot).encode()),
+                "min-order-amt": msgspec.Raw(decimal_text(inst.lot).encode()),  # a JSON number
                 "max-order-amt": 10000000,
                 "min-order-value": 5,
                 "api-trading": "enabled", "tags": "",
             })
-        return web.Response(body=_encode({"status": "ok", "data": data}), content_type="application/json")
+        return json_response({"status": "ok", "data": data})
 
     async def _rest_timestamp(self, request: web.Request) -> web.Response:
-        return web.Response(body=_encode({"status": "ok", "data": self._ms()}), content_type="application/json")
+        return json_response({"status": "ok", "data": self._ms()})

@@ -133,10 +133,6 @@ class Episode:
     def gross_bps(self) -> float:
         return float((self.sell_price - self.buy_price) / self.buy_price) * 1e4
 
-    @property
-    def is_open(self) -> bool:
-        return self.end_step < 0
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form; prices and sizes as decimal text."""
 
@@ -255,6 +251,13 @@ class VenueBook:
 
     def best_ask(self) -> Decimal | None:
         return min(self.asks) if self.asks else None
+
+    def top(self) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+        """``(bid, bid size, ask, ask size)`` of the best levels; None while a side is empty."""
+        if not (self.bids and self.asks):
+            return None
+        bb, ba = max(self.bids), min(self.asks)
+        return bb, self.bids[bb], ba, self.asks[ba]
 
 
 @dataclass(slots=True)

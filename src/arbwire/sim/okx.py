@@ -19,7 +19,6 @@ own books (never from arbwire's client code):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -29,26 +28,29 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from picows import WSCloseCode, WSUpgradeRequest
 
+from arbwire.sim.levels import decimal_text as okx_str
 from arbwire.sim.market import Instrument, MarketModel, SimTrade, Step
-from arbwire.sim.server import FaultError, Link, LinkListener, RouteResult, VenueServer
+from arbwire.sim.server import (
+    FaultError,
+    Link,
+    LinkListener,
+    RouteResult,
+    VenueServer,
+    encode,
+    housekeeping_every,
+    json_response,
+    respond_late,
+    ws_path,
+)
 
 PUBLIC_PATH = "/ws/v5/public"
 CHANNELS = ("trades", "bbo-tbt", "books", "books5")  # also the push order per instrument
 LOGIN_CHANNELS = frozenset({"books-l2-tbt", "books50-l2-tbt"})
 MAX_LEVELS = 400
 IDLE_CLOSE = WSCloseCode(4004)  # idle-close code: unconfirmed (not in §3), clients must not rely on it
-_encode = msgspec.json.Encoder().encode
-
-
-def okx_str(value: Decimal) -> str:
-    """OKX's shortest decimal text: ``Decimal("60000.10")`` -> ``"60000.1"``."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
 
 
 def okx_checksum(bids: Iterable[tuple[str, str]], asks: Iterable[tuple[str, str]]) -> int:
@@ -99,20 +101,11 @@ class OkxServer(VenueServer):
 
     venue = "okx"
     options_type = OkxOptions
+    options: OkxOptions
     faults = VenueServer.faults | {"bad_checksum", "reset_sequence", "notice"}
 
-    def __init__(
-        self,
-        model: MarketModel,
-        *,
-        host: str = "127.0.0.1",
-        seed: int = 1,
-        options: OkxOptions | None = None,
-        venue: str = "okx",
-    ) -> None:
-        self.venue = venue
-        super().__init__(model, host=host, seed=seed)
-        self.options = options or OkxOptions()
+    def __init__(self, model: MarketModel, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         now = self.clock()
         self._insts = {
             symbol: _InstState(
@@ -122,10 +115,6 @@ class OkxServer(VenueServer):
             )
             for symbol in model.symbols
         }
-
-    def seq_id(self, symbol: str) -> int:
-        """The instrument's current seqId (what a REST snapshot would say)."""
-        return self._insts[symbol].seq
 
     # ----- levels -----
 
@@ -161,7 +150,7 @@ class OkxServer(VenueServer):
     # ----- connections -----
 
     def route(self, request: WSUpgradeRequest) -> RouteResult:
-        if request.path.decode("latin-1").split("?")[0].rstrip("/") != PUBLIC_PATH:
+        if ws_path(request) != PUBLIC_PATH:
             return None
         return LinkListener(self, _LinkState(conn_id=secrets.token_hex(4)))
 
@@ -206,7 +195,7 @@ class OkxServer(VenueServer):
             ack: dict[str, Any] = {} if req_id is None else {"id": req_id}
             ack |= {"event": op, "arg": {"channel": channel, "instId": inst_id},
                     "connId": state.conn_id}
-            self.send(link, _encode(ack))
+            self.send(link, encode(ack))
             if op == "unsubscribe":
                 state.subs.pop((channel, inst_id), None)
                 continue
@@ -219,8 +208,8 @@ class OkxServer(VenueServer):
             st = self._insts[symbol]
             data = {"asks": asks, "bids": bids, "ts": str(time.time_ns() // 1_000_000),
                     "checksum": self._checksum_for_push(symbol), "prevSeqId": -1, "seqId": st.seq}
-            self.send(link, _encode({"arg": {"channel": channel, "instId": symbol},
-                                     "action": "snapshot", "data": [data]}))
+            self.send(link, encode({"arg": {"channel": channel, "instId": symbol},
+                                    "action": "snapshot", "data": [data]}))
         elif channel in ("bbo-tbt", "books5"):
             frame = self._top_push(channel, symbol, time.time_ns() // 1_000_000)
             if frame is not None:
@@ -229,11 +218,10 @@ class OkxServer(VenueServer):
     def _error(self, link: Link, code: str, msg: str, req_id: Any) -> None:
         body: dict[str, Any] = {} if req_id is None else {"id": req_id}
         body |= {"event": "error", "code": code, "msg": msg, "connId": link.state.conn_id}
-        self.send(link, _encode(body))
+        self.send(link, encode(body))
 
     def housekeeping_period(self) -> float:
-        o = self.options
-        return min(1.0, max(0.01, min(o.idle_timeout_s, o.heartbeat_s) / 4))
+        return housekeeping_every(self.options.idle_timeout_s, self.options.heartbeat_s)
 
     def housekeep(self, now: float) -> None:
         limit = self.options.idle_timeout_s
@@ -261,18 +249,13 @@ class OkxServer(VenueServer):
         """Send the 64008 service-upgrade notice to every link, then close them."""
         links = list(self.links.values())
         for link in links:
-            self.send(link, _encode({
+            self.send(link, encode({
                 "event": "notice", "code": "64008",
                 "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
                 "connId": link.state.conn_id,
             }))
         delay = self.options.notice_close_s if close_after_s is None else close_after_s
-
-        def close() -> None:
-            for link in links:
-                self.close_link(link, WSCloseCode.GOING_AWAY, b"service upgrade")
-
-        self.later(delay, close)
+        self.close_later(links, delay, b"service upgrade")
 
     # ----- publishing -----
 
@@ -280,10 +263,7 @@ class OkxServer(VenueServer):
         ts = str(now_ns // 1_000_000)
         now = self.clock()
         frames: dict[tuple[str, str], list[bytes]] = {}
-        trades: dict[str, list[SimTrade]] = {}
-        for trade in step.trades:
-            if trade.venue == self.venue:
-                trades.setdefault(trade.symbol, []).append(trade)
+        trades = self.trades_by_symbol(step)
         for symbol, st in self._insts.items():
             arg = {"channel": "books", "instId": symbol}
             diff = step.diffs.get((self.venue, symbol))
@@ -303,23 +283,20 @@ class OkxServer(VenueServer):
                         "ts": ts, "checksum": self._checksum_for_push(symbol),
                         "prevSeqId": prev, "seqId": st.seq,
                     }
-                    frames[("books", symbol)] = [_encode({"arg": arg, "action": "update", "data": [data]})]
+                    frames[("books", symbol)] = [encode({"arg": arg, "action": "update", "data": [data]})]
             elif now - st.last_books_push >= self.options.heartbeat_s:
                 st.last_books_push = now
                 data = {"asks": [], "bids": [], "ts": ts, "checksum": self._checksum_for_push(symbol),
                         "prevSeqId": st.seq, "seqId": st.seq}
-                frames[("books", symbol)] = [_encode({"arg": arg, "action": "update", "data": [data]})]
+                frames[("books", symbol)] = [encode({"arg": arg, "action": "update", "data": [data]})]
             if symbol in trades:
                 frames[("trades", symbol)] = [self._trade_push(t, st, ts) for t in trades[symbol]]
-            book = self.model.book(self.venue, symbol)
-            if book.bids and book.asks:
-                bb, ba = max(book.bids), min(book.asks)
-                top = (bb, book.bids[bb], ba, book.asks[ba])
-                if top != st.top:
-                    st.top = top
-                    frame = self._top_push("bbo-tbt", symbol, int(ts))
-                    if frame is not None:
-                        frames[("bbo-tbt", symbol)] = [frame]
+            top = self.model.book(self.venue, symbol).top()
+            if top is not None and top != st.top:
+                st.top = top
+                frame = self._top_push("bbo-tbt", symbol, int(ts))
+                if frame is not None:
+                    frames[("bbo-tbt", symbol)] = [frame]
             if diff:
                 frame = self._top_push("books5", symbol, int(ts))
                 if frame is not None:
@@ -331,7 +308,7 @@ class OkxServer(VenueServer):
         data = {"instId": trade.symbol, "tradeId": str(st.trade_id), "px": okx_str(trade.price),
                 "sz": okx_str(trade.size), "side": trade.taker_side, "ts": ts, "count": "1",
                 "source": "0", "seqId": st.seq}
-        return _encode({"arg": {"channel": "trades", "instId": trade.symbol}, "data": [data]})
+        return encode({"arg": {"channel": "trades", "instId": trade.symbol}, "data": [data]})
 
     def _top_push(self, channel: str, symbol: str, ts_ms: int) -> bytes | None:
         depth = 1 if channel == "bbo-tbt" else 5
@@ -342,7 +319,7 @@ class OkxServer(VenueServer):
         if channel == "books5":
             data["instId"] = symbol
         data |= {"ts": str(ts_ms), "seqId": self._insts[symbol].seq}
-        return _encode({"arg": {"channel": channel, "instId": symbol}, "data": [data]})
+        return encode({"arg": {"channel": channel, "instId": symbol}, "data": [data]})
 
     def _deliver(self, frames: dict[tuple[str, str], list[bytes]]) -> None:
         if self.stalled or not frames:
@@ -365,33 +342,26 @@ class OkxServer(VenueServer):
             web.get("/api/v5/public/time", self._rest_time),
         ]
 
-    @staticmethod
-    def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-        return web.Response(status=status, body=_encode(body), content_type="application/json")
-
     async def _rest_books(self, request: web.Request) -> web.Response:
         inst_id = request.query.get("instId", "")
         if not inst_id:
-            return self._json({"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}, 400)
+            return json_response({"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}, 400)
         if inst_id not in self.model.instruments:
-            return self._json({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+            return json_response({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
         try:
             sz = int(request.query.get("sz", "1"))
         except ValueError:
-            return self._json({"code": "51000", "msg": "Parameter sz error", "data": []}, 400)
+            return json_response({"code": "51000", "msg": "Parameter sz error", "data": []}, 400)
         bids, asks = self._book_levels(inst_id, max(1, min(sz, MAX_LEVELS)))
-        body = self._json({"code": "0", "msg": "", "data": [{
+        return await respond_late(json_response({"code": "0", "msg": "", "data": [{
             "asks": asks, "bids": bids, "ts": str(time.time_ns() // 1_000_000),
             "seqId": self._insts[inst_id].seq,
-        }]})  # taken now, however late it is sent
-        if self.options.rest_delay_s > 0:
-            await asyncio.sleep(self.options.rest_delay_s)
-        return body
+        }]}), self.options.rest_delay_s)
 
     async def _rest_instruments(self, request: web.Request) -> web.Response:
         inst_type = request.query.get("instType", "")
         if not inst_type:
-            return self._json({"code": "50014", "msg": "Parameter instType can not be empty.", "data": []}, 400)
+            return json_response({"code": "50014", "msg": "Parameter instType can not be empty.", "data": []}, 400)
         wanted = request.query.get("instId")
         data = []
         if inst_type == "SPOT":
@@ -405,8 +375,8 @@ class OkxServer(VenueServer):
                     "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "lever": "",
                     "listTime": "1548133413000",
                 })
-        return self._json({"code": "0", "msg": "", "data": data})
+        return json_response({"code": "0", "msg": "", "data": data})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return self._json({"code": "0", "msg": "", "data": [{"ts": str(time.time_ns() // 1_000_000)}]})
+        return json_response({"code": "0", "msg": "", "data": [{"ts": str(time.time_ns() // 1_000_000)}]})
 

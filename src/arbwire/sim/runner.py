@@ -172,7 +172,7 @@ async def start_simulators(
         for name in venues:
             cls = SERVERS[name]
             opts = cls.options_type(**options.get(name, {}))
-            server = cls(model, host=host, seed=seed, options=opts)  # type: ignore[call-arg]
+            server = cls(model, host=host, seed=seed, options=opts)
             servers[name] = server
             ws_port, rest_port = (ports or {}).get(name, (0, 0))
             await server.start(ws_port, rest_port)

@@ -6,6 +6,10 @@ the frames it publishes for each model step, and its own timeouts. Faults are pl
 methods listed in ``faults``; ``inject(name, **kwargs)`` dispatches to them so a run
 config can name them, and a subclass adds a fault by writing a method and adding its
 name to the set.
+
+The small helpers below (JSON out, late REST answers, pong bookkeeping, the
+housekeeping rate) are here because every venue needs them the same way; a venue
+module should hold only what its protocol does differently.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
+import msgspec
 from aiohttp import web
 from picows import (
     WSCloseCode,
@@ -30,11 +35,14 @@ from picows import (
     ws_create_server,
 )
 
-from arbwire.sim.market import MarketModel, Step
+from arbwire.sim.market import MarketModel, SimTrade, Step
 
 log = logging.getLogger("arbwire.sim")
 
 RouteResult = WSListener | WSUpgradeResponseWithListener | None
+
+encode = msgspec.json.Encoder().encode
+"""JSON bytes for frames and REST bodies (``msgspec.Raw`` values go out verbatim)."""
 
 
 class FaultError(ValueError):
@@ -75,12 +83,10 @@ class LinkListener(WSListener):
         if kind == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
-        elif kind == WSMsgType.TEXT:
+        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             self._server.on_text(link, frame.get_payload_as_bytes())
         elif kind == WSMsgType.PONG:
             self._server.on_pong(link, frame.get_payload_as_bytes())
-        elif kind == WSMsgType.BINARY:
-            self._server.on_text(link, frame.get_payload_as_bytes())
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.link is not None:
@@ -94,8 +100,46 @@ def reject(status: int, body: bytes) -> WSUpgradeResponseWithListener:
     )
 
 
+def ws_path(request: WSUpgradeRequest) -> str:
+    """The upgrade request's path without query and trailing ``/`` (``/ws/v5/public``)."""
+    return request.path.decode("latin-1").split("?")[0].rstrip("/")
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A REST answer with a JSON body."""
+    return web.Response(status=status, body=encode(body), content_type="application/json")
+
+
+async def respond_late(response: web.Response, delay_s: float) -> web.Response:
+    """Send ``response`` ``delay_s`` late: it was made at the request, so it holds the book
+    as of then, and the client sees stream frames newer than its snapshot first."""
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    return response
+
+
+def answer_pings(pings: dict[Any, float], key: Hashable) -> bool:
+    """A pong answers its ping and every older one (``pings``: ping -> sent at).
+    False for an unsolicited or stale pong, which answers nothing."""
+    sent = pings.get(key)
+    if sent is None:
+        return False
+    for old in [k for k, t in pings.items() if t <= sent]:
+        del pings[old]
+    return True
+
+
+def housekeeping_every(*timers_s: float) -> float:
+    """A quarter of the shortest timer, within 10 ms .. 1 s: no timeout fires more than
+    a quarter late, and an idle simulator does not spin."""
+    return min(1.0, max(0.01, min(timers_s) / 4))
+
+
 class VenueServer:
-    """Base class of the venue simulators. Start with ``await start()``; stop with ``close()``."""
+    """Base class of the venue simulators. Start with ``await start()``; stop with ``close()``.
+
+    ``options`` is an instance of the venue's ``options_type`` (its defaults when None);
+    ``venue`` renames the instance (the model's name for its books)."""
 
     venue: str = ""  # the model's name for this venue (an instance may rename it)
     options_type: ClassVar[type] = object  # the venue's frozen options dataclass
@@ -103,7 +147,18 @@ class VenueServer:
         {"skip_sequence", "drop_connections", "stall", "resume", "send_raw"}
     )
 
-    def __init__(self, model: MarketModel, *, host: str = "127.0.0.1", seed: int = 1) -> None:
+    def __init__(
+        self,
+        model: MarketModel,
+        *,
+        host: str = "127.0.0.1",
+        seed: int = 1,
+        options: Any = None,
+        venue: str | None = None,
+    ) -> None:
+        if venue is not None:
+            self.venue = venue
+        self.options: Any = options if options is not None else self.options_type()
         self.model = model
         self.host = host
         self.rng = random.Random(f"{self.venue}:{seed}")  # the server's own ids; not the model's
@@ -151,8 +206,7 @@ class VenueServer:
             task.cancel()
         for timer in self._timers:
             timer.cancel()
-        for link in list(self.links.values()):
-            link.transport.disconnect(graceful=False)
+        self.drop_connections()
         if self._ws_server is not None:
             self._ws_server.close()
             await self._ws_server.wait_closed()
@@ -195,19 +249,40 @@ class VenueServer:
         self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
         self._timers.append(loop.call_later(delay_s, fn))
 
+    def trades_by_symbol(self, step: Step) -> dict[str, list[SimTrade]]:
+        """This venue's fills in ``step``, per symbol, in the order they happened."""
+        trades: dict[str, list[SimTrade]] = {}
+        for trade in step.trades:
+            if trade.venue == self.venue:
+                trades.setdefault(trade.symbol, []).append(trade)
+        return trades
+
     # ----- sending -----
 
     def send(self, link: Link, payload: bytes) -> None:
         """A text frame to one link, unless the venue is stalled."""
+        self._send_frame(link, WSMsgType.TEXT, payload)
+
+    def _send_frame(self, link: Link, kind: WSMsgType, data: bytes) -> None:
         if self.stalled:
             return
-        link.transport.send(WSMsgType.TEXT, payload)
+        link.transport.send(kind, data)
         link.last_out = self.clock()
 
     def close_link(self, link: Link, code: WSCloseCode, reason: bytes) -> None:
         """Start the close handshake; the socket goes when the client answers (or in 1 s)."""
         link.transport.send_close(code, reason)
         self.later(1.0, link.transport.disconnect)
+
+    def close_later(self, links: list[Link], delay_s: float, reason: bytes) -> None:
+        """Close ``links`` (1001 going away) after ``delay_s``: the end of a restart or
+        upgrade the venue announced to them."""
+
+        def close() -> None:
+            for link in links:
+                self.close_link(link, WSCloseCode.GOING_AWAY, reason)
+
+        self.later(delay_s, close)
 
     # ----- generic faults -----
 

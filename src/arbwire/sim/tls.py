@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from arbwire.sim.teardown import abort_all
+
 
 @dataclass(frozen=True, slots=True)
 class TestCerts:
@@ -160,8 +162,7 @@ class TlsRelay:
         return self
 
     async def close(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
+        abort_all(self._writers)
         if self._server is not None:
             self._server.close()
         for task in list(self._pipes):
@@ -170,10 +171,7 @@ class TlsRelay:
 
     def drop_all(self) -> int:
         """Abort every relayed connection (both sides)."""
-        writers = list(self._writers)
-        for writer in writers:
-            writer.transport.abort()
-        return len(writers)
+        return abort_all(self._writers)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
