@@ -35,8 +35,7 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from arbwire.arb.detector import ArbDetector
-from arbwire.arb.fees import FeeSchedule
+from arbwire.arb.detector import ArbDetector, detector_from_config
 from arbwire.bus import wire
 from arbwire.bus.connection import DEFAULT_URL, BusPeer
 from arbwire.bus.wire import (
@@ -65,17 +64,8 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 def make_detector(config: Config) -> ArbDetector:
     """An ``ArbDetector`` with the fees and thresholds of ``config`` (as ``Engine`` builds it)."""
-    fees = FeeSchedule(
-        {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
-    )
-    arb = config.arb
-    return ArbDetector(
-        fees,
-        min_net_bps=arb.min_net_bps,
-        max_notional=arb.max_notional,
-        max_age_ms=arb.max_age_ms,
-        change_bps=arb.change_bps,
-        change_ratio=arb.change_size_pct / 100,
+    return detector_from_config(
+        config.arb, {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
     )
 
 
