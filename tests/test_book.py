@@ -1,4 +1,8 @@
-"""L2Book against a naive Decimal model, and on the real ETHUSDT capture."""
+"""L2Book against a naive Decimal model, and on the real ETHUSDT capture.
+
+Every test runs on both level loops: the pure-Python reference and the C extension
+(``arbwire._levels``; skipped, with the reason, when it is not loaded).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,21 @@ import gzip
 import json
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arbwire.book import L2Book
+from arbwire.book import IMPLEMENTATION, CL2Book, L2Book, PyL2Book
 from arbwire.numbers import to_units
+
+BOOKS = [
+    pytest.param(PyL2Book, id="python"),
+    pytest.param(
+        CL2Book,
+        id="c",
+        marks=pytest.mark.skipif(CL2Book is None, reason=f"C level loop not loaded: {IMPLEMENTATION}"),
+    ),
+]
 
 prices = st.integers(min_value=1, max_value=400).map(lambda i: f"{100 + i / 100:.2f}")
 sizes = st.one_of(
@@ -27,10 +41,11 @@ def _model_apply(model: dict[Decimal, Decimal], updates: list[tuple[str, str]]) 
             model[Decimal(p)] = Decimal(q)
 
 
+@pytest.mark.parametrize("Book", BOOKS)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(levels, levels), min_size=1, max_size=20), st.integers(3, 50))
-def test_book_equals_naive_model(updates, depth):
-    book = L2Book(max_depth=depth)
+def test_book_equals_naive_model(Book: type[L2Book], updates, depth):
+    book = Book(max_depth=depth)
     bids: dict[Decimal, Decimal] = {}
     asks: dict[Decimal, Decimal] = {}
     for b, a in updates:
@@ -51,8 +66,9 @@ def test_book_equals_naive_model(updates, depth):
         assert book.is_crossed() == bool(bids and asks and max(bids) >= min(asks))
 
 
-def test_different_texts_of_one_price_are_one_level():
-    book = L2Book()
+@pytest.mark.parametrize("Book", BOOKS)
+def test_different_texts_of_one_price_are_one_level(Book: type[L2Book]):
+    book = Book()
     book.apply([("3366.10", "1")], [])
     book.apply([("3366.1", "2")], [])
     assert len(book.bids) == 1
@@ -61,11 +77,12 @@ def test_different_texts_of_one_price_are_one_level():
     assert len(book.bids) == 0 and book.best_bid() is None
 
 
-def test_real_capture_levels_round_trip_exactly(real_data):
+@pytest.mark.parametrize("Book", BOOKS)
+def test_real_capture_levels_round_trip_exactly(Book: type[L2Book], real_data):
     """Every level of the real ETHUSDT snapshot lands in the book at its exact value."""
     with gzip.open(real_data / "hftbacktest" / "binance_spot_ethusdt_20240808.gz", "rt") as fh:
         snap = next(json.loads(line.split(" ", 1)[1]) for line in fh if '"lastUpdateId"' in line)
-    book = L2Book()
+    book = Book()
     book.apply_snapshot([tuple(x) for x in snap["bids"]], [tuple(x) for x in snap["asks"]])
     assert len(book.bids) == len(snap["bids"]) and len(book.asks) == len(snap["asks"])
     assert book.bids.text_levels(len(snap["bids"])) == [tuple(x) for x in snap["bids"]]

@@ -32,7 +32,7 @@ def test_known_values(text, expected):
     assert to_units(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "1.2.3", "-1", "nan", "inf", "0.0000000000000000001"])
+@pytest.mark.parametrize("bad", ["", "abc", "1.2.3", "-1", "nan", "inf", "0.0000000000000000001", "1e999999"])
 def test_bad_text_is_a_clear_error(bad):
     with pytest.raises(NumberError):
         to_units(bad)

@@ -48,6 +48,8 @@ def _slow_units(text: str) -> int:
         raise NumberError(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or value < 0:
         raise NumberError(f"not a finite non-negative number: {text!r}")
+    if value and value.adjusted() > 30:  # no market quantity is this large; refuse before building it
+        raise NumberError(f"too large for a price or size: {text!r}")
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     if exponent < -SCALE_DIGITS:

@@ -1,0 +1,487 @@
+/* The per-level loop of arbwire.book.L2Book.apply, in C (plain CPython C API).
+ *
+ * It works on the very dict/list objects of a BookSide (sizes, texts, order) and
+ * the book's price cache, exactly as the pure-Python loop in book.py does, so the
+ * Python objects stay the only state: everything else reads them unchanged.
+ *
+ * Price text -> exact scaled int (SCALE_DIGITS = 18): plain ASCII "digits[.digits]"
+ * of at most 19 digits is parsed here into the same Python int arbwire.numbers
+ * .to_units returns; any other text (exponent, sign, spaces, non-ASCII, more than
+ * 18 decimals, very long) is handed to to_units itself, so its result or its
+ * exception (NumberError) is the Python one by construction.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define SCALE_DIGITS 18
+#define PRICE_CACHE_MAX (1 << 16) /* arbwire.book._PRICE_CACHE_MAX */
+
+typedef struct {
+    PyObject *to_units; /* arbwire.numbers.to_units */
+    PyObject *pow10[SCALE_DIGITS + 1]; /* pow10[k] = 10**k */
+    PyObject *strip_chars; /* "0." */
+} levels_state;
+
+static inline levels_state *
+get_state(PyObject *module)
+{
+    return (levels_state *)PyModule_GetState(module);
+}
+
+/* New reference to the scaled int of `price`, or NULL with an exception set. */
+static PyObject *
+price_units(levels_state *st, PyObject *price)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_Check(price) && PyUnicode_READY(price) < 0)
+        return NULL;
+#endif
+    if (PyUnicode_Check(price) && PyUnicode_IS_ASCII(price)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(price);
+        const unsigned char *s = PyUnicode_1BYTE_DATA(price);
+        unsigned long long v = 0;
+        Py_ssize_t dot = -1, ndigits = 0;
+        int plain = n > 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = s[i];
+            if (c >= '0' && c <= '9') {
+                if (++ndigits > 19) {
+                    plain = 0; /* may not fit in 64 bits: let Python do it */
+                    break;
+                }
+                v = v * 10 + (unsigned long long)(c - '0');
+            }
+            else if (c == '.' && dot < 0) {
+                dot = i;
+            }
+            else {
+                plain = 0;
+                break;
+            }
+        }
+        if (plain && ndigits > 0) {
+            Py_ssize_t decimals = dot < 0 ? 0 : n - dot - 1;
+            if (decimals <= SCALE_DIGITS) {
+                PyObject *mant = PyLong_FromUnsignedLongLong(v);
+                if (mant == NULL)
+                    return NULL;
+                PyObject *units = PyNumber_Multiply(mant, st->pow10[SCALE_DIGITS - decimals]);
+                Py_DECREF(mant);
+                return units;
+            }
+        }
+    }
+    return PyObject_CallOneArg(st->to_units, price);
+}
+
+/* 1 when the size text deletes its level (size.strip("0.") is empty), 0 if not, -1 on error. */
+static int
+size_is_zero(levels_state *st, PyObject *size)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_Check(size) && PyUnicode_READY(size) < 0)
+        return -1;
+#endif
+    if (PyUnicode_Check(size)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(size);
+        int kind = PyUnicode_KIND(size);
+        const void *data = PyUnicode_DATA(size);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c != '0' && c != '.')
+                return 0;
+        }
+        return 1;
+    }
+    PyObject *rest = PyObject_CallMethod(size, "strip", "O", st->strip_chars);
+    if (rest == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(rest);
+    Py_DECREF(rest);
+    return truth < 0 ? -1 : !truth;
+}
+
+/* a < b for the keys of `order`: exact ints, compared through the int type's own slot
+ * (the generic RichCompareBool dispatch costs as much as the compare). -1 on error. */
+static inline int
+less_than(PyObject *a, PyObject *b)
+{
+    if (PyLong_CheckExact(a) && PyLong_CheckExact(b)) {
+        PyObject *r = PyLong_Type.tp_richcompare(a, b, Py_LT);
+        if (r == NULL)
+            return -1;
+        int lt = r == Py_True;
+        Py_DECREF(r);
+        return lt;
+    }
+    return PyObject_RichCompareBool(a, b, Py_LT);
+}
+
+/* bisect on the list of keys; right=1 gives bisect_right (insort), 0 bisect_left. -1 on error. */
+static Py_ssize_t
+bisect(PyObject *order, PyObject *key, int right)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(order);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        PyObject *item = PyList_GET_ITEM(order, mid);
+        int lt;
+        /* right: key < item -> hi = mid; left: item < key -> lo = mid + 1 */
+        if (PyLong_CheckExact(item) && PyLong_CheckExact(key)) {
+            /* comparing two ints runs no Python code: the borrowed item stays valid */
+            lt = right ? less_than(key, item) : less_than(item, key);
+        }
+        else {
+            Py_INCREF(item);
+            lt = right ? less_than(key, item) : less_than(item, key);
+            Py_DECREF(item);
+        }
+        if (lt < 0)
+            return -1;
+        if (right ? lt : !lt)
+            hi = mid;
+        else
+            lo = mid + 1;
+        if (hi > PyList_GET_SIZE(order))
+            hi = PyList_GET_SIZE(order); /* defensive: only if a compare ran Python code */
+    }
+    return lo;
+}
+
+/* Unpack one level into new references *price, *size (like `for price, size in levels`). */
+static int
+unpack_level(PyObject *item, PyObject **price, PyObject **size)
+{
+    if ((PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2)) {
+        *price = PyTuple_GET_ITEM(item, 0);
+        *size = PyTuple_GET_ITEM(item, 1);
+        Py_INCREF(*price);
+        Py_INCREF(*size);
+        return 0;
+    }
+    if (PyList_CheckExact(item) && PyList_GET_SIZE(item) == 2) {
+        *price = PyList_GET_ITEM(item, 0);
+        *size = PyList_GET_ITEM(item, 1);
+        Py_INCREF(*price);
+        Py_INCREF(*size);
+        return 0;
+    }
+    if (Py_TYPE(item)->tp_iter == NULL && !PySequence_Check(item)) {
+        PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object",
+                     Py_TYPE(item)->tp_name);
+        return -1;
+    }
+    PyObject *it = PyObject_GetIter(item);
+    if (it == NULL)
+        return -1;
+    PyObject *vals[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        vals[i] = PyIter_Next(it);
+        if (vals[i] == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError,
+                             "not enough values to unpack (expected 2, got %d)", i);
+            goto fail;
+        }
+    }
+    PyObject *extra = PyIter_Next(it);
+    if (extra != NULL) {
+        Py_DECREF(extra);
+        PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+        goto fail;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    *price = vals[0];
+    *size = vals[1];
+    return 0;
+fail:
+    Py_XDECREF(vals[0]);
+    Py_XDECREF(vals[1]);
+    Py_DECREF(it);
+    return -1;
+}
+
+/* Apply one (price, size) level. Returns 1 if a level was inserted, 0 if not, -1 on error. */
+static int
+apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
+            PyObject *texts, PyObject *order, int negate, PyObject *cache)
+{
+    int inserted = 0;
+    PyObject *okey = NULL; /* key as stored in order: -key for asks */
+    PyObject *key = PyDict_GetItemWithError(cache, price);
+    if (key != NULL) {
+        Py_INCREF(key);
+    }
+    else {
+        if (PyErr_Occurred())
+            return -1;
+        key = price_units(st, price);
+        if (key == NULL)
+            return -1;
+        if (PyDict_GET_SIZE(cache) >= PRICE_CACHE_MAX)
+            PyDict_Clear(cache);
+        if (PyDict_SetItem(cache, price, key) < 0)
+            goto fail;
+    }
+    int zero = size_is_zero(st, size);
+    if (zero < 0)
+        goto fail;
+    if (!zero) {
+        /* `if sizes.get(key) is None: insort(order, ...); texts[key] = price` then
+         * `sizes[key] = size`. A value of `sizes` is never None (it is a size text whose
+         * strip("0.") was non-empty), so "is None" is "not in": one dict write tells. */
+        Py_ssize_t before = PyDict_GET_SIZE(sizes);
+        if (PyDict_SetItem(sizes, key, size) < 0)
+            goto fail;
+        if (PyDict_GET_SIZE(sizes) != before) {
+            okey = negate ? PyNumber_Negative(key) : (Py_INCREF(key), key);
+            Py_ssize_t i = okey == NULL ? -1 : bisect(order, okey, 1);
+            if (i < 0 || PyList_Insert(order, i, okey) < 0 || PyDict_SetItem(texts, key, price) < 0) {
+                /* leave the side as the Python loop would: no size without its order key */
+                PyObject *exc_type, *exc_value, *exc_tb;
+                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+                if (PyDict_DelItem(sizes, key) < 0)
+                    PyErr_Clear();
+                PyErr_Restore(exc_type, exc_value, exc_tb);
+                goto fail;
+            }
+            inserted = 1;
+        }
+    }
+    else {
+        /* `sizes.pop(key, None) is not None`: "is in", as above */
+        PyObject *old = PyDict_GetItemWithError(sizes, key);
+        if (old == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+        }
+        else {
+            if (PyDict_DelItem(sizes, key) < 0 || PyDict_DelItem(texts, key) < 0)
+                goto fail;
+            okey = negate ? PyNumber_Negative(key) : (Py_INCREF(key), key);
+            if (okey == NULL)
+                goto fail;
+            Py_ssize_t i = bisect(order, okey, 0);
+            if (i < 0)
+                goto fail;
+            if (i >= PyList_GET_SIZE(order)) {
+                PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+                goto fail;
+            }
+            if (PyList_SetSlice(order, i, i + 1, NULL) < 0)
+                goto fail;
+        }
+    }
+    Py_XDECREF(okey);
+    Py_DECREF(key);
+    return inserted;
+fail:
+    Py_XDECREF(okey);
+    Py_DECREF(key);
+    return -1;
+}
+
+/* BookSide.trim: drop the worst levels beyond max_depth. */
+static int
+trim(PyObject *sizes, PyObject *texts, PyObject *order, int negate, Py_ssize_t max_depth)
+{
+    Py_ssize_t excess = PyList_GET_SIZE(order) - max_depth;
+    if (excess <= 0)
+        return 0;
+    PyObject *worst = PyList_GetSlice(order, 0, excess);
+    if (worst == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(worst); i++) {
+        PyObject *okey = PyList_GET_ITEM(worst, i);
+        PyObject *key = negate ? PyNumber_Negative(okey) : (Py_INCREF(okey), okey);
+        if (key == NULL)
+            goto fail;
+        int rc = PyDict_DelItem(sizes, key);
+        if (rc == 0)
+            rc = PyDict_DelItem(texts, key);
+        Py_DECREF(key);
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(worst);
+    return PyList_SetSlice(order, 0, excess, NULL);
+fail:
+    Py_DECREF(worst);
+    return -1;
+}
+
+PyDoc_STRVAR(apply_side_doc,
+"apply_side(levels, sizes, texts, order, negate, cache, max_depth) -> None\n"
+"\n"
+"Set each (price text, size text) level on one book side: a zero size deletes the\n"
+"level. ``sizes``/``texts`` map price units to size/price text, ``order`` is the\n"
+"ascending list of keys (``-units`` when ``negate``), ``cache`` maps price text to\n"
+"units. When a level was inserted and the side is deeper than ``max_depth``, the\n"
+"worst levels are dropped.");
+
+static PyObject *
+apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "apply_side expected 7 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *levels = args[0], *sizes = args[1], *texts = args[2], *order = args[3];
+    PyObject *cache = args[5];
+    if (!PyDict_Check(sizes) || !PyDict_Check(texts) || !PyDict_Check(cache) || !PyList_Check(order)) {
+        PyErr_SetString(PyExc_TypeError, "apply_side: sizes, texts, cache must be dicts and order a list");
+        return NULL;
+    }
+    int negate = PyObject_IsTrue(args[4]);
+    if (negate < 0)
+        return NULL;
+    Py_ssize_t max_depth = PyLong_AsSsize_t(args[6]);
+    if (max_depth == -1 && PyErr_Occurred())
+        return NULL;
+    levels_state *st = get_state(module);
+    int inserted = 0;
+
+    if (PyList_CheckExact(levels) || PyTuple_CheckExact(levels)) {
+        int is_list = PyList_CheckExact(levels);
+        for (Py_ssize_t i = 0;; i++) {
+            Py_ssize_t n = is_list ? PyList_GET_SIZE(levels) : PyTuple_GET_SIZE(levels);
+            if (i >= n)
+                break;
+            PyObject *item = is_list ? PyList_GET_ITEM(levels, i) : PyTuple_GET_ITEM(levels, i);
+            PyObject *price, *size;
+            Py_INCREF(item);
+            int rc = unpack_level(item, &price, &size);
+            Py_DECREF(item);
+            if (rc < 0)
+                return NULL;
+            rc = apply_level(st, price, size, sizes, texts, order, negate, cache);
+            Py_DECREF(price);
+            Py_DECREF(size);
+            if (rc < 0)
+                return NULL;
+            inserted |= rc;
+        }
+    }
+    else {
+        PyObject *it = PyObject_GetIter(levels);
+        if (it == NULL)
+            return NULL;
+        PyObject *item;
+        while ((item = PyIter_Next(it)) != NULL) {
+            PyObject *price, *size;
+            int rc = unpack_level(item, &price, &size);
+            Py_DECREF(item);
+            if (rc == 0) {
+                rc = apply_level(st, price, size, sizes, texts, order, negate, cache);
+                Py_DECREF(price);
+                Py_DECREF(size);
+            }
+            if (rc < 0) {
+                Py_DECREF(it);
+                return NULL;
+            }
+            inserted |= rc;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (inserted && PyList_GET_SIZE(order) > max_depth
+        && trim(sizes, texts, order, negate, max_depth) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef levels_methods[] = {
+    {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL, apply_side_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+levels_exec(PyObject *module)
+{
+    levels_state *st = get_state(module);
+    PyObject *numbers = PyImport_ImportModule("arbwire.numbers");
+    if (numbers == NULL)
+        return -1;
+    st->to_units = PyObject_GetAttrString(numbers, "to_units");
+    PyObject *scale = PyObject_GetAttrString(numbers, "SCALE_DIGITS");
+    Py_DECREF(numbers);
+    if (st->to_units == NULL || scale == NULL) {
+        Py_XDECREF(scale);
+        return -1;
+    }
+    long scale_digits = PyLong_AsLong(scale);
+    Py_DECREF(scale);
+    if (scale_digits != SCALE_DIGITS) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ImportError,
+                         "arbwire._levels was built for SCALE_DIGITS=%d, numbers has %ld",
+                         SCALE_DIGITS, scale_digits);
+        return -1;
+    }
+    unsigned long long p = 1;
+    for (int k = 0; k <= SCALE_DIGITS; k++, p *= 10) {
+        st->pow10[k] = PyLong_FromUnsignedLongLong(p);
+        if (st->pow10[k] == NULL)
+            return -1;
+    }
+    st->strip_chars = PyUnicode_FromString("0.");
+    if (st->strip_chars == NULL)
+        return -1;
+    return PyModule_AddIntConstant(module, "PRICE_CACHE_MAX", PRICE_CACHE_MAX);
+}
+
+static int
+levels_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    levels_state *st = get_state(module);
+    if (st == NULL)
+        return 0;
+    Py_VISIT(st->to_units);
+    return 0;
+}
+
+static int
+levels_clear(PyObject *module)
+{
+    levels_state *st = get_state(module);
+    if (st == NULL)
+        return 0;
+    Py_CLEAR(st->to_units);
+    for (int k = 0; k <= SCALE_DIGITS; k++)
+        Py_CLEAR(st->pow10[k]);
+    Py_CLEAR(st->strip_chars);
+    return 0;
+}
+
+static void
+levels_free(void *module)
+{
+    levels_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot levels_slots[] = {
+    {Py_mod_exec, levels_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef levels_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "arbwire._levels",
+    .m_doc = "C level loop for arbwire.book (see book.py; the pure-Python loop is the reference).",
+    .m_size = sizeof(levels_state),
+    .m_methods = levels_methods,
+    .m_slots = levels_slots,
+    .m_traverse = levels_traverse,
+    .m_clear = levels_clear,
+    .m_free = levels_free,
+};
+
+PyMODINIT_FUNC
+PyInit__levels(void)
+{
+    return PyModuleDef_Init(&levels_module);
+}
