@@ -147,6 +147,10 @@ class Engine:
         self.links[venue] = Link(feed, self.rest, latency, options, ssl_context=self._ssl_context)
         self._config_name[venue] = name
 
+    def config_name(self, venue: str) -> str:
+        """The ``[venues.NAME]`` a running venue came from (``binance-usdm`` -> ``binance``)."""
+        return self._config_name.get(venue, venue)
+
     def _drop_venue(self, venue: str) -> None:
         feed = self.feeds.pop(venue)
         for sync in feed.syncs.values():

@@ -169,8 +169,7 @@ class BusPublisher(BoundedSink[Any], BusPeer):
         instruments = self.engine.instruments
         if instruments is None:
             return None
-        names = getattr(self.engine, "_config_name", {})
-        venue = names.get(sync.venue, sync.venue)
+        venue = self.engine.config_name(sync.venue)
         return instruments.size_decimals(sync.symbol, [venue, venue.partition("-")[0]])
 
     def _snapshot(self, book: _Book) -> BusBook:
