@@ -66,7 +66,7 @@ class VenueFeed:
         actions: list[Action] = []
         for item in self.session.on_frame(payload, recv_ns):
             if type(item) is BookUpdate:
-                actions += self._book(item)
+                actions += self.on_update(item)
             elif isinstance(item, _ACTIONS):
                 actions.append(item)  # type: ignore[arg-type]
             else:
@@ -75,9 +75,10 @@ class VenueFeed:
 
     def on_snapshot(self, symbol: str, body: bytes, recv_ns: int) -> list[Action]:
         """A REST snapshot body arrived for ``symbol``. Raises ValueError if it is unusable."""
-        return self._book(self.session.parse_snapshot(symbol, body, recv_ns))
+        return self.on_update(self.session.parse_snapshot(symbol, body, recv_ns))
 
-    def _book(self, upd: BookUpdate) -> list[Action]:
+    def on_update(self, upd: BookUpdate) -> list[Action]:
+        """One decoded snapshot or diff into its book; returns the actions it needs."""
         sync = self.syncs.get(upd.symbol) or self.sync_for(upd.symbol)
         try:
             outcome = sync.on_update(upd)

@@ -351,7 +351,7 @@ class Link:
         for item in conn.session.on_frame(payload, recv_ns):
             kind = type(item)
             if kind is BookUpdate:
-                actions = feed._book(item)  # type: ignore[arg-type]
+                actions = feed.on_update(item)  # type: ignore[arg-type]
                 if actions:
                     self._execute(conn, actions)
             elif kind is Send or kind is FetchSnapshot or kind is Reconnect:
@@ -388,7 +388,7 @@ class Link:
             conn.aligned.add(upd.symbol)
             self._check_ready(conn)
         if verdict is Verdict.APPLY:
-            actions = self.feed._book(upd)
+            actions = self.feed.on_update(upd)
             if actions:
                 primary = conn.shard.primary
                 self._execute(primary if primary is not None and primary.transport else conn, actions)
