@@ -50,6 +50,7 @@ class LinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tls_cafile: str | None = None
     failover_after: int = 3
     make_before_break: bool = True
+    warm_standby: bool = False  # a second subscribed link per venue, promoted at once on a drop
     max_depth: int = 5000
 
 

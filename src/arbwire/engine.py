@@ -102,6 +102,7 @@ class Engine:
             tls_cafile=link_cfg.tls_cafile,
             failover_after=link_cfg.failover_after,
             make_before_break=link_cfg.make_before_break,
+            warm_standby=link_cfg.warm_standby,
         )
         self.instruments: InstrumentBook | None = None
         self.unlisted: dict[str, list[str]] = {}

@@ -27,6 +27,17 @@ lines up (STALE or APPLY), it is promoted: it becomes the primary, the old one
 drains for ``drain_s`` under the same rule and is closed. Trades seen during the
 overlap are deduplicated by id for ``dedup_window_s`` after the switch. If the old
 link dies first, the candidate is promoted at once; the books never leave SYNCED.
+
+Warm standby (``warm_standby``, off by default). Each shard also keeps a *standby*
+connection open and subscribed at all times. It is fed under the same rule as a
+candidate (its diffs reach a book only as STALE/APPLY continuations of a SYNCED book;
+its trades, quotes and snapshots are dropped) but it is never promoted on its own.
+When the primary drops unexpectedly (abrupt close, dead link, pong overdue, a venue
+close) the standby is promoted at once: no backoff, no resync, the books stay SYNCED,
+and trades are deduplicated by id (the primary's trade ids are remembered for as
+long as a standby exists). A new standby is then opened in the background with the
+usual backoff; a standby that drops is reopened the same way, never touching the
+primary. With the option off nothing of this runs and the hot path is unchanged.
 """
 
 from __future__ import annotations
@@ -97,6 +108,8 @@ class LinkOptions:
     switch_timeout_s: float = 10.0  # promote the replacement by then even if a book never lined up
     drain_s: float = 0.5  # the replaced link keeps feeding (deduplicated) this long
     dedup_window_s: float = 5.0
+    # a second, subscribed connection per shard, promoted at once when the primary drops
+    warm_standby: bool = False
     resolver: Resolver | None = None  # tests: resolve without DNS traffic
 
 
@@ -119,6 +132,8 @@ class LinkStats:
     pongs_overdue: int = 0
     dead_links: int = 0
     sends_queued: int = 0  # sends delayed by the venue's message-rate limit
+    standby_failovers: int = 0  # primaries replaced by the warm standby after a drop
+    standby_failures: int = 0  # failed attempts to open a warm standby
     endpoint: str = ""
     shards: int = 1
     last_connect: ConnectTiming | None = None
@@ -129,6 +144,7 @@ class Role(enum.IntEnum):
     PRIMARY = 0  # drives the books
     CANDIDATE = 1  # replacement warming up: deduplicated, never drives a book's state
     DRAINING = 2  # replaced, about to close: deduplicated like a candidate
+    STANDBY = 3  # warm standby: deduplicated like a candidate, promoted only when the primary drops
 
 
 _PRIMARY = Role.PRIMARY  # a module constant: enum member lookups are slow on the hot path
@@ -188,6 +204,9 @@ class _Shard:
         self.attempts = 0  # attempts since the last healthy connection (for the log)
         self.lost_reason = ""
         self.switch_retry_ns = 0  # after a failed replacement, don't try again before this
+        self.standby: _Conn | None = None  # warm standby (LinkOptions.warm_standby)
+        self.standby_wake = asyncio.Event()  # a primary arrived, or the standby went away
+        self.standby_attempt = 0  # the standby's own backoff exponent
 
 
 class _Listener(WSListener):
@@ -273,7 +292,8 @@ class Link:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._conns: set[_Conn] = set()
         self._seq = 0
-        self._dedup: set[tuple[str, str]] | None = None  # trade ids while two links overlap
+        # trade ids while two links overlap (a dict: ordered, so the oldest can be trimmed)
+        self._dedup: dict[tuple[str, str], None] | None = None
         self._dedup_until_ns = 0
         self._processing = latency.processing.add
         self._perf = time.perf_counter_ns
@@ -361,11 +381,11 @@ class Link:
                     key = (item.symbol, item.trade_id)  # type: ignore[union-attr]
                     if key in dedup:
                         continue
-                    dedup.add(key)
+                    dedup[key] = None
                 feed.on_event(item)  # type: ignore[arg-type]
 
     def _secondary(self, conn: _Conn, payload: bytes, recv_ns: int) -> None:
-        """A candidate's or draining link's frame: only diffs that continue a synced book."""
+        """A candidate's, standby's or draining link's frame: only diffs that continue a synced book."""
         for item in conn.session.on_frame(payload, recv_ns):
             kind = type(item)
             if kind is BookUpdate:
@@ -481,10 +501,14 @@ class Link:
             self.feed.last_recv_ns = now
             if self.tap is not None:
                 self.tap("open", b"", now, conn.url)
+        elif conn.role is Role.STANDBY:
+            shard.standby = conn
+            if self._dedup is None:
+                self._dedup = {}
         else:
             shard.candidate = conn
             if self._dedup is None:
-                self._dedup = set()
+                self._dedup = {}
         self._execute(conn, list(conn.session.on_open(now)))
 
     def _install_primary(self, shard: _Shard, conn: _Conn) -> None:
@@ -494,6 +518,8 @@ class Link:
             self.feed.session = conn.session
             self.session = conn.session
         self._update_connected()
+        if self.options.warm_standby:
+            shard.standby_wake.set()
 
     def _update_connected(self) -> None:
         primaries = [s.primary for s in self.shards]
@@ -524,11 +550,24 @@ class Link:
         if conn in shard.draining:
             shard.draining.discard(conn)
             return
+        if conn is shard.standby:
+            shard.standby = None
+            lived = (time.time_ns() - conn.opened_ns) / 1e9
+            if lived >= self.options.healthy_after_s:
+                shard.standby_attempt = 0
+            shard.standby_wake.set()  # reopened with backoff; the primary is not touched
+            return
         if conn is not shard.primary:
             return
         cand = shard.candidate
         if cand is not None and cand.transport is not None and not self._stopping:
             self._promote(shard, cand, f"primary dropped ({shard.lost_reason or 'closed'})")
+            return
+        standby = shard.standby
+        if standby is not None and standby.transport is not None and not self._stopping:
+            self.stats.standby_failovers += 1
+            self._promote(shard, standby, f"primary dropped ({shard.lost_reason or 'closed'})")
+            shard.lost_reason = ""
             return
         shard.primary = None
         self._update_connected()
@@ -572,6 +611,8 @@ class Link:
         if conn.role is not Role.PRIMARY:
             if conn.role is Role.CANDIDATE and not is_planned(reason):
                 self._drop(conn, f"replacement: {reason}")
+            elif conn.role is Role.STANDBY and not is_planned(reason):
+                self._drop(conn, f"standby: {reason}")  # reopened with backoff
             return
         if is_planned(reason) and self.options.make_before_break:
             self._request_switch(conn.shard, reason)
@@ -631,17 +672,22 @@ class Link:
 
     def _promote(self, shard: _Shard, cand: _Conn, reason: str) -> None:
         old = shard.primary
+        standby = cand.role is Role.STANDBY
         cand.role = Role.PRIMARY
-        shard.candidate = None
+        if shard.candidate is cand:
+            shard.candidate = None
+        if shard.standby is cand:
+            shard.standby = None  # _install_primary wakes the standby keeper: a new one, with backoff
         self._install_primary(shard, cand)
         now = time.time_ns()
         self._dedup_until_ns = now + int(self.options.dedup_window_s * 1e9)
-        self.stats.switchovers += 1
+        if not standby:
+            self.stats.switchovers += 1
         if self.tap is not None:
             self.tap("open", b"", now, cand.url)
         synced = sum(1 for s in shard.symbols if self.feed.syncs[s].synced)
         self._status(
-            "switched",
+            "standby took over" if standby else "switched",
             f"shard {shard.index} now on {cand!r} ({reason}); {synced}/{len(shard.symbols)} books stayed synced",
         )
         if old is not None and old is not cand and old.transport is not None:
@@ -667,12 +713,17 @@ class Link:
         loop = asyncio.get_running_loop()
         timer = loop.create_task(self._timer())
         supervisors = [loop.create_task(self._supervise(shard)) for shard in self.shards]
+        keepers = (
+            [loop.create_task(self._keep_standby(shard)) for shard in self.shards]
+            if self.options.warm_standby
+            else []
+        )
         try:
             await asyncio.gather(*supervisors)
         finally:
-            for task in (timer, *supervisors, *self._tasks):
+            for task in (timer, *supervisors, *keepers, *self._tasks):
                 task.cancel()
-            await asyncio.gather(timer, *supervisors, return_exceptions=True)
+            await asyncio.gather(timer, *supervisors, *keepers, return_exceptions=True)
             for conn in list(self._conns):
                 if conn.transport is not None:
                     conn.transport.disconnect(graceful=False)
@@ -708,6 +759,42 @@ class Link:
                 delay = self._after_failure(shard, exc)
                 self.stats.reconnects += 1
 
+    def _standby_backoff(self, shard: _Shard) -> float:
+        """Full jitter like ``backoff_s``, on the standby's own exponent."""
+        o = self.options
+        ceiling = min(o.backoff_cap_s, o.backoff_base_s * (2**shard.standby_attempt))
+        shard.standby_attempt = min(shard.standby_attempt + 1, 30)
+        return self._rng.uniform(0, ceiling)
+
+    async def _keep_standby(self, shard: _Shard) -> None:
+        """Keeps one warm standby open beside the shard's primary (``warm_standby``)."""
+        delay = 0.0
+        while not self._stopping:
+            if delay:
+                await asyncio.sleep(delay)
+                delay = 0.0
+                continue
+            primary = shard.primary
+            if primary is None or primary.transport is None or shard.standby is not None:
+                # wait for a primary, or for the standby to drop or be promoted
+                shard.standby_wake.clear()
+                had = shard.standby
+                await shard.standby_wake.wait()
+                if had is not None and shard.standby is None and not self._stopping:
+                    delay = self._standby_backoff(shard)
+                    what = "promoted" if had.role is Role.PRIMARY else "lost"
+                    self._status(f"standby {what}", f"shard {shard.index}: a new standby in {delay:.2f}s")
+                continue
+            try:
+                conn = await self._open(shard, Role.STANDBY)
+            except ConnectError as exc:
+                self.stats.standby_failures += 1
+                delay = self._standby_backoff(shard)
+                self._status("standby connect failed", f"shard {shard.index} ({exc.kind}): {exc}; retry in {delay:.2f}s")
+                continue
+            if shard.standby is not conn and not self._stopping:
+                delay = self._standby_backoff(shard)  # gone already: don't spin
+
     async def _open(self, shard: _Shard, role: Role) -> _Conn:
         """Open one connection; ``_connected`` installs it before this returns."""
         base = self.urls[shard.endpoint_i % len(self.urls)]
@@ -721,7 +808,9 @@ class Link:
         url = session.url()
         self._seq += 1
         conn = _Conn(self, shard, session, role, url, self._seq)
-        shard.attempts += 1
+        standby = role is Role.STANDBY
+        if not standby:
+            shard.attempts += 1
         self.stats.attempts += 1
         o = self.options
         try:
@@ -744,11 +833,12 @@ class Link:
         self.stats.endpoint = base
         if timing.session_reused:
             self.stats.tls_resumed += 1
-        shard.failures = 0
+        if not standby:
+            shard.failures = 0
         tls = f", {timing.tls_version}{' resumed' if timing.session_reused else ''}" if timing.tls_version else ""
         self._status(
             "connected",
-            f"{conn!r} attempt {shard.attempts} to {url[:100]} in {timing.total_ms:.1f} ms "
+            f"{conn!r}{'' if standby else f' attempt {shard.attempts}'} to {url[:100]} in {timing.total_ms:.1f} ms "
             f"(dns {timing.dns_ms:.1f}, tcp {timing.tcp_ms:.1f}, handshake {timing.handshake_ms:.1f}{tls})",
         )
         if self._stopping:
@@ -783,6 +873,7 @@ class Link:
         self._stopping = True
         for shard in self.shards:
             shard.lost.set()
+            shard.standby_wake.set()
         for conn in list(self._conns):
             if conn.transport is not None:
                 conn.transport.disconnect()
@@ -797,10 +888,14 @@ class Link:
             self.latency.fold()
             now = time.time_ns()
             dedup = self._dedup
-            if (
-                dedup is not None
-                and now > self._dedup_until_ns
-                and (len(dedup) > 100_000 or not any(s.candidate is not None for s in self.shards))
+            if dedup is None:
+                pass
+            elif o.warm_standby:
+                # a standby may take over at any moment: keep the recent trade ids, bounded
+                if len(dedup) > 100_000:
+                    self._dedup = dict.fromkeys(list(dedup)[-20_000:])
+            elif now > self._dedup_until_ns and (
+                len(dedup) > 100_000 or not any(s.candidate is not None for s in self.shards)
             ):
                 self._dedup = None
             for conn in list(self._conns):
@@ -811,6 +906,9 @@ class Link:
                     p = shard.primary
                     if p is not None and p.transport is not None and now - p.opened_ns > self.max_link_age_s * 1e9:
                         self._on_reconnect(p, f"link age {(now - p.opened_ns) / 3.6e12:.1f} h")
+                    sb = shard.standby
+                    if sb is not None and sb.transport is not None and now - sb.opened_ns > self.max_link_age_s * 1e9:
+                        self._drop(sb, f"standby link age {(now - sb.opened_ns) / 3.6e12:.1f} h")
 
     def _tick(self, conn: _Conn, now: int) -> None:
         o = self.options
