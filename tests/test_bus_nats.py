@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -15,8 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from decimal import ROUND_DOWN, Decimal, localcontext
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -26,8 +26,10 @@ from arbwire.bus import BusDetector, BusPublisher, attach_publisher
 from arbwire.config import Config, VenueConfig
 from arbwire.engine import Engine
 from arbwire.model import FeedState, Opportunity, OpportunityEvent, SyncState
-from arbwire.sim.market import BookCopy, MarketConfig, instrument_for
+from arbwire.sim.market import MarketConfig
 from arbwire.sim.runner import Simulators, start_simulators
+from helpers.engine import collect_opportunities, sim_config, until
+from helpers.oracle import assert_episodes_found
 
 NATS_SERVER = shutil.which("nats-server")
 pytestmark = pytest.mark.skipif(
@@ -86,52 +88,9 @@ def nats_server(tmp_path: Path):
 
 # -- helpers ------------------------------------------------------------------------------------
 
-FEE = Decimal("0.001")  # 10 bps, the base-tier taker fee of both simulated venues
-MIN_EDGE = Decimal("0.001")
-MAX_NOTIONAL = Decimal(10_000)
-LOT = Decimal("0.00000001")
-
-
-def _walk(levels: list[tuple[Decimal, Decimal]], size: Decimal) -> Decimal | None:
-    left, cost = size, Decimal(0)
-    for price, qty in levels:
-        take = min(left, qty)
-        cost += take * price
-        left -= take
-        if not left:
-            return cost
-    return None
-
-
-def oracle_size(buy: BookCopy, sell: BookCopy) -> Decimal:
-    """Largest size (to 1e-8) whose average prices clear the minimum net edge (as test_e2e_demo)."""
-    asks, bids = buy.sorted_asks(), sell.sorted_bids()
-
-    def clears(q: Decimal) -> bool:
-        cost, proceeds = _walk(asks, q), _walk(bids, q)
-        if cost is None or proceeds is None or cost > MAX_NOTIONAL:
-            return False
-        return proceeds * (1 - FEE) >= cost * (1 + FEE) * (1 + MIN_EDGE)
-
-    with localcontext() as ctx:
-        ctx.prec = 60
-        lo, hi = Decimal(0), sum(q for _, q in asks)
-        while hi - lo > LOT:
-            mid = ((lo + hi) / 2).quantize(LOT)
-            if mid in (lo, hi):
-                break
-            lo, hi = (mid, hi) if clears(mid) else (lo, mid)
-        return hi if clears(hi) else lo
-
 
 def _config(sims: Simulators, venues: tuple[str, ...], cache: Path) -> Config:
-    return Config(
-        instrument_cache_dir=str(cache),
-        venues={
-            v: VenueConfig(symbols=list(SYMBOLS), ws_url=sims.endpoints[v].ws_url, rest_url=sims.endpoints[v].rest_url)
-            for v in venues
-        },
-    )
+    return sim_config(sims, cache, venues=venues, symbols=SYMBOLS)
 
 
 def _detector_config() -> Config:
@@ -182,12 +141,7 @@ def books_equal(pubs: Publishers, det: BusDetector, venue: str, symbol: str) -> 
     )  # fmt: skip
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+wait_for = functools.partial(until, interval=0.01)
 
 
 @contextlib.asynccontextmanager
@@ -207,8 +161,7 @@ async def test_two_publishers_one_remote_detector_find_the_model_episodes(nats_s
     sims = await start_simulators(venues=("binance", "okx"), seed=11, tick_ms=50, market=market)
     pubs = Publishers()
     det = BusDetector(nats_server.url, config=_detector_config(), reconnect_wait_s=0.1)
-    seen: list[Opportunity] = []
-    det.listeners.append(lambda e: seen.append(e) if isinstance(e, Opportunity) else None)
+    seen = collect_opportunities(det)
     compared: dict[tuple[str, str], int] = dict.fromkeys(BOOKS, 0)
     try:
         async with running(det):
@@ -233,34 +186,7 @@ async def test_two_publishers_one_remote_detector_find_the_model_episodes(nats_s
     assert det.bad_messages == 0 and all(s.gaps == 0 for s in det.syncs.values())
     # each publisher alone sees one venue: no local opportunities; the remote detector sees both
     assert all(e.opened == 0 for e in pubs.engines)
-    episodes = [ep for ep in sims.model.episodes if ep.start_ns and ep.end_ns]
-    assert len(episodes) >= 2, "the model should have opened and closed arbitrage by now"
-    for ep in episodes:
-        during = [
-            o
-            for o in seen
-            if o.symbol == ep.symbol
-            and o.event is not OpportunityEvent.CLOSED
-            and ep.start_ns <= o.recv_ns <= ep.end_ns + 50_000_000
-        ]
-        assert during, f"episode {ep.id} ({ep.symbol} buy {ep.buy_venue} sell {ep.sell_venue}) not found"
-        assert {(o.buy_venue, o.sell_venue) for o in during} == {(ep.buy_venue, ep.sell_venue)}
-        best = max(during, key=lambda o: Decimal(o.size))
-        lot = Decimal(str(instrument_for(ep.symbol).lot))  # learned from the published size decimals
-        expected = oracle_size(ep.buy_book, ep.sell_book).quantize(lot, rounding=ROUND_DOWN)
-        assert Decimal(best.size) == expected, (ep.id, best.size, expected)
-        closed = [
-            o
-            for o in seen
-            if o.event is OpportunityEvent.CLOSED
-            and (o.symbol, o.buy_venue, o.sell_venue) == (ep.symbol, ep.buy_venue, ep.sell_venue)
-            and o.recv_ns >= ep.end_ns
-        ]
-        assert closed and closed[0].lifetime_ns > 0
-    windows = [(ep.start_ns, (ep.end_ns or 1 << 62) + 50_000_000) for ep in sims.model.episodes if ep.start_ns]
-    for o in seen:
-        if o.event is OpportunityEvent.OPENED:
-            assert any(start <= o.recv_ns <= end for start, end in windows), o
+    assert_episodes_found(sims.model.episodes, seen)
 
 
 async def test_a_lost_bus_message_unsyncs_the_book_until_a_snapshot_repairs_it(nats_server, tmp_path):
@@ -317,8 +243,7 @@ async def test_nats_server_killed_and_restarted_both_sides_recover(nats_server, 
     sims = await start_simulators(venues=("binance", "okx"), seed=5, tick_ms=50, market=market)
     pubs = Publishers()
     det = BusDetector(nats_server.url, config=_detector_config(), reconnect_wait_s=0.1, request_timeout_s=0.5)
-    seen: list[Opportunity] = []
-    det.listeners.append(lambda e: seen.append(e) if isinstance(e, Opportunity) else None)
+    seen = collect_opportunities(det)
     try:
         async with running(det):
             pub_a = pubs.add(_config(sims, ("binance",), tmp_path), nats_server.url, snapshot_every_s=5.0)

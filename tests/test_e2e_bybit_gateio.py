@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -18,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from arbwire.config import Config, LinkConfig, VenueConfig
 from arbwire.engine import Engine
 from arbwire.feed import VenueFeed
 from arbwire.model import Event, FeedState, SyncState
 from arbwire.sim.runner import Simulators, start_simulators
+from helpers.engine import fast_link, running, sim_config
+from helpers.engine import until as wait_until
 
 TICK_MS = 20
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
@@ -33,33 +35,15 @@ async def engine_on(
     sims: Simulators, venue: str, symbols: list[str], options: Mapping[str, Any], cache: Path, *,
     check_instruments: bool,
 ) -> AsyncIterator[tuple[Engine, list[Event]]]:
-    ep = sims.endpoints[venue]
-    config = Config(
-        venues={venue: VenueConfig(symbols=symbols, ws_url=ep.ws_url, rest_url=ep.rest_url,
-                                   options=dict(options))},
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2),
+    engine = Engine(sim_config(
+        sims, cache, venues=[venue], symbols=symbols, options={venue: options}, link=fast_link(),
         check_instruments=check_instruments,  # True: the sim's instrument list drops unknowns first
-        instrument_cache_dir=str(cache),
-    )
-    engine = Engine(config)
-    events: list[Event] = []
-    engine.listeners.append(events.append)
-    task = asyncio.create_task(engine.run())
-    try:
+    ))
+    async with running(engine) as events:
         yield engine, events
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
-async def until(pred: Callable[[], object], seconds: float = 3.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await asyncio.sleep(0.02)
+until = functools.partial(wait_until, timeout=3.0)
 
 
 def synced(feed: VenueFeed, *symbols: str) -> bool:
@@ -142,7 +126,7 @@ async def missed_heartbeat(venue: str, server: Mapping[str, Any], client: Mappin
             feed, link = engine.feeds[venue], engine.links[venue]
             assert list(feed.syncs) == list(symbols)
             await until(lambda: synced(feed, *symbols), what="books synced")
-            await until(lambda: link.stats.connects >= 2, 4.0, "server cut the silent link")
+            await until(lambda: link.stats.connects >= 2, timeout=4.0, what="server cut the silent link")
             assert link.stats.last_error.startswith("closed by venue"), link.stats.last_error
             lost = [e for e in events if isinstance(e, FeedState) and e.reason == "link lost"]
             assert {e.symbol for e in lost} == set(symbols)

@@ -3,59 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from arbwire.config import Config, LinkConfig, VenueConfig
+from arbwire.config import Config
 from arbwire.engine import Engine
 from arbwire.model import BadFrame, FeedState, Opportunity, OpportunityEvent, SyncState
 from arbwire.sim.market import MarketConfig
 from arbwire.sim.runner import start_simulators
+from helpers.engine import all_synced, fast_link, running, sim_config, until
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
 def _config(sims, tmp_path, **venue_options) -> Config:
-    return Config(
-        instrument_cache_dir=str(tmp_path),
-        venues={
-            name: VenueConfig(
-                symbols=list(SYMBOLS),
-                ws_url=ep.ws_url,
-                rest_url=ep.rest_url,
-                options=venue_options.get(name, {}),
-            )
-            for name, ep in sims.endpoints.items()
-        },
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2),
-    )
+    return sim_config(sims, tmp_path, symbols=SYMBOLS, options=venue_options, link=fast_link())
 
 
 async def _run(engine: Engine, seconds: float, during=None) -> list:
-    events: list = []
-    engine.listeners.append(events.append)
-    task = asyncio.create_task(engine.run())
-    try:
+    async with running(engine) as events:
         if during is not None:
             await during(events)
         else:
             await asyncio.sleep(seconds)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     return events
-
-
-async def _until(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def _all_synced(engine: Engine) -> bool:
-    return all(s.synced for f in engine.feeds.values() for s in f.syncs.values())
 
 
 async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it(tmp_path):
@@ -65,15 +34,15 @@ async def test_skipped_sequence_resyncs_that_symbol_only_and_never_trades_on_it(
     engine = Engine(_config(sims, tmp_path))
 
     async def scenario(events: list) -> None:
-        await _until(lambda: _all_synced(engine))
-        await _until(lambda: any(ep.start_ns for ep in sims.model.episodes))
+        await until(lambda: all_synced(engine))
+        await until(lambda: any(ep.start_ns for ep in sims.model.episodes))
         await asyncio.sleep(0.3)
         broken.append(sims.model.episodes[0].symbol)  # break the book that shows the arbitrage
         for venue in ("binance", "okx"):
             sims.inject(venue, "skip_sequence", symbol=broken[0])
-        await _until(lambda: engine.feeds["binance"].syncs[broken[0]].resyncs >= 1)
-        await _until(lambda: engine.feeds["okx"].syncs[broken[0]].resyncs >= 1)
-        await _until(lambda: _all_synced(engine))
+        await until(lambda: engine.feeds["binance"].syncs[broken[0]].resyncs >= 1)
+        await until(lambda: engine.feeds["okx"].syncs[broken[0]].resyncs >= 1)
+        await until(lambda: all_synced(engine))
         await asyncio.sleep(0.3)
         for venue, feed in engine.feeds.items():  # as the run ends, before shutdown
             counts[venue] = {s: (y.gaps, y.resyncs, y.synced) for s, y in feed.syncs.items()}
@@ -120,12 +89,12 @@ async def test_bad_frames_are_counted_and_the_link_carries_on(tmp_path):
     ]
 
     async def scenario(events: list) -> None:
-        await _until(lambda: _all_synced(engine))
+        await until(lambda: all_synced(engine))
         before = {v: engine.links[v].stats.frames for v in engine.links}
         for venue in ("binance", "okx"):
             for frame in junk:
                 sims.venue(venue).inject("send_raw", payload=frame)
-        await _until(lambda: all(engine.links[v].stats.frames > before[v] + 20 for v in engine.links))
+        await until(lambda: all(engine.links[v].stats.frames > before[v] + 20 for v in engine.links))
         for venue in engine.links:
             synced[venue] = all(s.synced for s in engine.feeds[venue].syncs.values())
 
@@ -150,7 +119,7 @@ async def test_a_symbol_the_venue_does_not_list_is_reported_once_and_the_rest_ru
     engine = Engine(config)
 
     async def scenario(events: list) -> None:
-        await _until(lambda: engine.instruments is not None and _all_synced(engine))
+        await until(lambda: engine.instruments is not None and all_synced(engine))
         await asyncio.sleep(0.2)
 
     try:
@@ -172,7 +141,7 @@ async def test_a_venue_listing_none_of_the_symbols_is_left_out_and_the_others_ru
     engine = Engine(config)
 
     async def scenario(events: list) -> None:
-        await _until(lambda: engine.instruments is not None and _all_synced(engine))
+        await until(lambda: engine.instruments is not None and all_synced(engine))
         summary.update(engine.snapshot())
 
     summary: dict = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any
 import pytest
 
 from arbwire.book import L2Book
-from arbwire.config import Config, LinkConfig, VenueConfig
 from arbwire.engine import Engine
 from arbwire.feed import VenueFeed
 from arbwire.model import FeedState, Quote, SyncState, Trade, VenueError
@@ -24,6 +24,8 @@ from arbwire.sim.market import Instrument
 from arbwire.sim.runner import Simulators, start_simulators
 from arbwire.venues.base import Output, Send
 from arbwire.venues.htx import HtxSession
+from helpers.engine import fast_link, running, sim_config
+from helpers.engine import until as wait_until
 
 TICK_MS = 25
 PEPE = Instrument("PEPE-USDT", Decimal("0.00001234"), Decimal("3000000"), tick=Decimal("0.00000001"),
@@ -64,35 +66,18 @@ class Running:
 async def engine_on(
     sims: Simulators, symbols: list[str], cache: Path, *, check_instruments: bool = True, **options: Any
 ) -> AsyncIterator[Running]:
-    ep = sims.endpoints["htx"]
     # The client spaces reqs by exactly HTX's 100 ms limit (measured at its end: the sim
     # saw 100.7 ms), so jitter can draw a "429 too many request"; keep a margin here.
     options.setdefault("req_interval_s", 0.12)
-    config = Config(
-        venues={"htx": VenueConfig(symbols=symbols, ws_url=ep.ws_url, rest_url=ep.rest_url, options=options)},
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.1),
-        check_instruments=check_instruments,
-        instrument_cache_dir=str(cache),
-    )
-    engine = Engine(config)
-    events: list[Any] = []
-    engine.listeners.append(events.append)
-    task = asyncio.create_task(engine.run())
-    try:
+    engine = Engine(sim_config(
+        sims, cache, venues=["htx"], symbols=symbols, options={"htx": options},
+        link=fast_link(backoff_cap_s=0.1), check_instruments=check_instruments,
+    ))
+    async with running(engine) as events:
         yield Running(engine, events)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
-async def until(pred: Callable[[], bool], seconds: float = 4.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"{what} not met in {seconds} s")
-        await asyncio.sleep(0.02)
+until = functools.partial(wait_until, timeout=4.0)
 
 
 def levels(book: L2Book) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
@@ -183,7 +168,7 @@ async def test_unanswered_pings_get_the_link_dropped_then_it_reconnects_and_resy
         assert link.stats.connects == 1 and c.feed.session.pings >= 2
         pongs["mute"] = True
         mark = len(c.events)
-        await until(lambda: link.stats.connects >= 2, seconds=3, what="a reconnect")
+        await until(lambda: link.stats.connects >= 2, timeout=3, what="a reconnect")
         pongs["mute"] = False
         assert "closed by venue" in link.stats.last_error  # the server hung up, not the client
         lost = {e.symbol for e in c.events[mark:] if isinstance(e, FeedState) and e.reason == "link lost"}

@@ -12,61 +12,30 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from arbwire.config import AlertRuleConfig, Config, LinkConfig, MonitorConfig, VenueConfig
+from arbwire.config import AlertRuleConfig, Config, MonitorConfig
 from arbwire.engine import Engine
 from arbwire.latency import VenueLatency
 from arbwire.monitor import ActionEvent, AlertEvent, Monitor
 from arbwire.monitor.panel import alerts_panel
 from arbwire.net.link import LinkStats
 from arbwire.sim.runner import start_simulators
+from helpers.engine import all_synced, fast_link, running, sim_config, until
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
 def _config(sims, tmp_path, *, backups: dict[str, list[str]] | None = None, **link) -> Config:
-    return Config(
-        instrument_cache_dir=str(tmp_path),
-        venues={
-            name: VenueConfig(
-                symbols=list(SYMBOLS),
-                ws_url=ep.ws_url,
-                rest_url=ep.rest_url,
-                backup_ws_urls=(backups or {}).get(name),
-            )
-            for name, ep in sims.endpoints.items()
-        },
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2, **link),
-    )
+    return sim_config(sims, tmp_path, symbols=SYMBOLS, backups=backups, link=fast_link(**link))
 
 
 def _monitor_config(actions: bool = True, **rules: AlertRuleConfig) -> MonitorConfig:
     return MonitorConfig(interval_s=0.1, actions=actions, rules=rules)
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def _running(engine: Engine, monitor: Monitor):
-    task = asyncio.create_task(engine.run())
-    try:
-        async with monitor:
-            yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _synced(engine: Engine, venue: str | None = None) -> bool:
-    feeds = [engine.feeds[venue]] if venue else list(engine.feeds.values())
-    return all(s.synced for f in feeds for s in f.syncs.values())
+    async with running(engine), monitor:
+        yield
 
 
 def _alerts(monitor: Monitor, state: str, alert: str) -> set[tuple[str, str]]:
@@ -86,11 +55,11 @@ async def test_a_stalled_venue_fires_book_stale_and_the_monitor_reconnects_it(tm
     try:
         with caplog.at_level(logging.INFO, logger="arbwire.monitor"):
             async with _running(engine, monitor):
-                await _until(lambda: _synced(engine))
+                await until(lambda: all_synced(engine))
                 await asyncio.sleep(0.3)
                 sims.inject("binance", "stall", seconds=2.5)
                 link = engine.links["binance"]
-                await _until(lambda: link.stats.connects >= 2, timeout=2.5)
+                await until(lambda: link.stats.connects >= 2, timeout=2.5)
                 assert sims.venue("binance").stalled  # reconnected by the monitor, during the stall
                 assert link.stats.dead_links == 0 and link.stats.pongs_overdue == 0
                 panel = alerts_panel(monitor).plain  # the demo board's panel
@@ -100,8 +69,8 @@ async def test_a_stalled_venue_fires_book_stale_and_the_monitor_reconnects_it(tm
                         for s in family.samples:
                             if s.name in ("arbwire_alert_firing", "arbwire_book_age_seconds"):
                                 scraped[(s.name, s.labels.get("venue", ""), s.labels.get("symbol", ""))] = s.value
-                await _until(lambda: len(_alerts(monitor, "resolved", "book_stale")) == 2, timeout=6)
-                await _until(lambda: _synced(engine))
+                await until(lambda: len(_alerts(monitor, "resolved", "book_stale")) == 2, timeout=6)
+                await until(lambda: all_synced(engine))
     finally:
         await sims.close()
     both = {("binance", s) for s in SYMBOLS}
@@ -129,15 +98,15 @@ async def test_one_quiet_book_is_resynced_alone_while_the_others_flow(tmp_path):
     binance = engine.feeds["binance"]
     try:
         async with _running(engine, monitor):
-            await _until(lambda: _synced(engine))
+            await until(lambda: all_synced(engine))
             await asyncio.sleep(0.3)
             sims.inject("market", "freeze", symbol="BTC-USDT")  # no more BTC-USDT diffs anywhere
-            await _until(lambda: any(a.action == "resync" for a in _actions(monitor)), timeout=3)
-            await _until(lambda: ("binance", "BTC-USDT") in _alerts(monitor, "resolved", "book_stale"))
-            await _until(lambda: _synced(engine, "binance"))
+            await until(lambda: any(a.action == "resync" for a in _actions(monitor)), timeout=3)
+            await until(lambda: ("binance", "BTC-USDT") in _alerts(monitor, "resolved", "book_stale"))
+            await until(lambda: all_synced(engine, "binance"))
             sims.inject("market", "thaw", symbol="BTC-USDT")
             applied = binance.syncs["BTC-USDT"].applied
-            await _until(lambda: binance.syncs["BTC-USDT"].applied > applied + 3)  # diffs line up again
+            await until(lambda: binance.syncs["BTC-USDT"].applied > applied + 3)  # diffs line up again
             resyncs_eth = binance.syncs["ETH-USDT"].resyncs
     finally:
         await sims.close()
@@ -201,18 +170,18 @@ async def test_a_reconnect_storm_switches_the_link_to_the_next_endpoint(tmp_path
     link = engine.links["binance"]
     try:
         async with _running(engine, monitor):
-            await _until(lambda: _synced(engine))
+            await until(lambda: all_synced(engine))
             for _ in range(6):  # the venue keeps dropping us
                 before = link.stats.reconnects
                 sims.venue("binance").drop_connections()
-                await _until(lambda before=before: link.stats.reconnects > before, timeout=1)
-                await _until(lambda: link.stats.connected, timeout=2)
+                await until(lambda before=before: link.stats.reconnects > before, timeout=1)
+                await until(lambda: link.stats.connected, timeout=2)
                 await asyncio.sleep(0.15)
                 if _actions(monitor):
                     break
-            await _until(lambda: link.stats.endpoint == proxy.url and link.stats.connected, timeout=3)
-            await _until(lambda: _synced(engine))
-            await _until(lambda: _alerts(monitor, "resolved", "reconnect_rate"), timeout=5)
+            await until(lambda: link.stats.endpoint == proxy.url and link.stats.connected, timeout=3)
+            await until(lambda: all_synced(engine))
+            await until(lambda: _alerts(monitor, "resolved", "reconnect_rate"), timeout=5)
             endpoint = link.stats.endpoint
     finally:
         await sims.close()
@@ -235,14 +204,14 @@ async def test_alert_only_mode_fires_and_resolves_throughput_and_staleness_witho
     ))
     try:
         async with _running(engine, monitor):
-            await _until(lambda: _synced(engine))
+            await until(lambda: all_synced(engine))
             await asyncio.sleep(1.8)  # throughput is judged on links up for 2 s
             sims.inject("okx", "stall", seconds=2.5)
-            await _until(lambda: ("okx", "") in _alerts(monitor, "firing", "throughput"), timeout=3)
-            await _until(lambda: len(_alerts(monitor, "firing", "book_stale")) == 2, timeout=2)
+            await until(lambda: ("okx", "") in _alerts(monitor, "firing", "throughput"), timeout=3)
+            await until(lambda: len(_alerts(monitor, "firing", "book_stale")) == 2, timeout=2)
             assert {(a.rule.name, a.venue) for a in monitor.alerts.firing()} >= {("throughput", "okx")}
-            await _until(lambda: ("okx", "") in _alerts(monitor, "resolved", "throughput"), timeout=5)
-            await _until(lambda: len(_alerts(monitor, "resolved", "book_stale")) == 2, timeout=3)
+            await until(lambda: ("okx", "") in _alerts(monitor, "resolved", "throughput"), timeout=5)
+            await until(lambda: len(_alerts(monitor, "resolved", "book_stale")) == 2, timeout=3)
     finally:
         await sims.close()
     assert _actions(monitor) == []

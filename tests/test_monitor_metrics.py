@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import random
 
@@ -17,9 +16,7 @@ from arbwire.config import (
     AlertRuleConfig,
     Config,
     ConfigError,
-    LinkConfig,
     MonitorConfig,
-    VenueConfig,
     load_config,
 )
 from arbwire.demo import run_demo
@@ -29,28 +26,13 @@ from arbwire.monitor import Monitor, build_rules
 from arbwire.monitor.quantiles import Window, recorder_stats
 from arbwire.sim.runner import start_simulators
 from arbwire.sinks import BoundedSink
+from helpers.engine import fast_link, running, sim_config, until
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
 def _config(sims, tmp_path) -> Config:
-    return Config(
-        instrument_cache_dir=str(tmp_path),
-        venues={
-            name: VenueConfig(symbols=list(SYMBOLS), ws_url=ep.ws_url, rest_url=ep.rest_url)
-            for name, ep in sims.endpoints.items()
-        },
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2),
-    )
-
-
-async def _until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    return sim_config(sims, tmp_path, symbols=SYMBOLS, link=fast_link())
 
 
 def _samples(text: str) -> dict[str, list]:
@@ -73,11 +55,10 @@ async def test_metrics_endpoint_serves_engine_state_with_venue_and_symbol_labels
     sink: BoundedSink = BoundedSink("slow", lambda item: None, maxlen=1)
     engine.sinks.append(sink)
     monitor = Monitor(engine, MonitorConfig(metrics_port=0, interval_s=0.2, rules={"latency_p99": AlertRuleConfig(window_s=0.5)}))
-    task = asyncio.create_task(engine.run())
     try:
-        async with monitor:
+        async with running(engine), monitor:
             assert monitor.metrics_url is not None and monitor.metrics_url.startswith("http://127.0.0.1:")
-            await _until(lambda: all(s.synced for f in engine.feeds.values() for s in f.syncs.values()))
+            await until(lambda: all(s.synced for f in engine.feeds.values() for s in f.syncs.values()))
             await asyncio.sleep(1.5)  # rates, latency windows and a few RTT pings
             for _ in range(5):  # more than the sink holds before its consumer runs: drops
                 sink.put(object())
@@ -88,9 +69,6 @@ async def test_metrics_endpoint_serves_engine_state_with_venue_and_symbol_labels
             async with aiohttp.ClientSession() as http, http.get(monitor.server.url + "/alerts") as resp:
                 alerts = await resp.json()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await sims.close()
     assert monitor.server is None  # closed with the monitor
     m = _samples(text)

@@ -5,14 +5,13 @@ with the failure reported in plain words."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import socket
 
 import msgspec
 import pytest
 
-from arbwire.config import Config, LinkConfig, VenueConfig
 from arbwire.engine import Engine
 from arbwire.feed import VenueFeed
 from arbwire.latency import VenueLatency
@@ -26,6 +25,7 @@ from arbwire.sim.tls import TlsRelay, make_certs
 from arbwire.sinks import BoundedSink
 from arbwire.venues.base import Endpoints, Send
 from arbwire.venues.binance import BinanceSession
+from helpers.engine import all_synced, fast_link, running, sim_config, until
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 FAST = dict(backoff_base_s=0.05, backoff_cap_s=0.2, timer_s=0.05, rtt_ping_s=0.2)
@@ -37,18 +37,7 @@ def certs(tmp_path_factory):
 
 
 def _engine(sims, venues=("binance", "okx"), ws_urls=None, ssl_context=None, **options) -> Engine:
-    config = Config(
-        venues={
-            name: VenueConfig(
-                symbols=list(SYMBOLS),
-                ws_url=(ws_urls or {}).get(name, sims.endpoints[name].ws_url),
-                rest_url=sims.endpoints[name].rest_url,
-            )
-            for name in venues
-        },
-        link=LinkConfig(backoff_base_s=0.05, backoff_cap_s=0.2),
-    )
-    engine = Engine(config)
+    engine = Engine(sim_config(sims, venues=venues, symbols=SYMBOLS, ws_urls=ws_urls, link=fast_link()))
     opts = LinkOptions(**{**FAST, **options})
     for venue, link in list(engine.links.items()):
         engine.links[venue] = Link(
@@ -57,31 +46,7 @@ def _engine(sims, venues=("binance", "okx"), ws_urls=None, ssl_context=None, **o
     return engine
 
 
-@contextlib.asynccontextmanager
-async def _running(engine: Engine):
-    events: list = []
-    engine.listeners.append(events.append)
-    task = asyncio.create_task(engine.run())
-    try:
-        yield events
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _until(predicate, timeout: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def _synced(engine: Engine, venue: str | None = None) -> bool:
-    feeds = [engine.feeds[venue]] if venue else engine.feeds.values()
-    return all(s.synced for f in feeds for s in f.syncs.values())
+_until = functools.partial(until, timeout=8.0)  # link faults take longer to heal
 
 
 def _no_opportunity_from_unusable_books(events: list, venue: str) -> None:
@@ -118,7 +83,7 @@ async def test_rtt_pings_are_answered_by_both_simulators():
     sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=2, tick_ms=50)
     engine = _engine(sims, rtt_ping_s=0.1)
     try:
-        async with _running(engine):
+        async with running(engine):
             await _until(lambda: all(engine.latency[v].rtt.summary().count >= 3 for v in ("binance", "okx")))
     finally:
         await sims.close()
@@ -133,12 +98,12 @@ async def test_abrupt_close_resyncs_only_that_venue_and_never_trades_on_it():
     sims = await start_simulators(venues=("binance", "okx"), symbols=SYMBOLS, seed=5, tick_ms=50, market=MARKET)
     engine = _engine(sims)
     try:
-        async with _running(engine) as events:
-            await _until(lambda: _synced(engine))
+        async with running(engine) as events:
+            await _until(lambda: all_synced(engine))
             okx_before = _resyncs(engine, "okx")
             assert sims.venue("binance").drop_connections() == 1
             await _until(lambda: engine.links["binance"].stats.connects == 2)
-            await _until(lambda: _synced(engine))
+            await _until(lambda: all_synced(engine))
             await asyncio.sleep(0.3)
             resyncs = {v: _resyncs(engine, v) for v in ("binance", "okx")}
             events = list(events)
@@ -158,12 +123,12 @@ async def test_silent_stall_is_a_dead_link_and_recovers():
     # RTT pings keep being answered during the stall: they must not count as life
     engine = _engine(sims, venues=("binance",), dead_after_s=0.4, rtt_ping_s=0.1)
     try:
-        async with _running(engine) as events:
-            await _until(lambda: _synced(engine))
+        async with running(engine) as events:
+            await _until(lambda: all_synced(engine))
             sims.venue("binance").stall(seconds=1.0)
             await _until(lambda: engine.links["binance"].stats.dead_links >= 1)
             await _until(lambda: not sims.venue("binance").stalled)
-            await _until(lambda: _synced(engine))
+            await _until(lambda: all_synced(engine))
     finally:
         await sims.close()
     assert "dead link" in engine.links["binance"].stats.last_error or engine.links["binance"].stats.reconnects
@@ -204,8 +169,8 @@ async def test_planned_disconnect_switches_without_losing_the_books(venue, fault
     sims = await start_simulators(venues=venues, symbols=SYMBOLS, seed=7, tick_ms=20, market=MARKET)
     engine = _engine(sims, venues=venues)
     try:
-        async with _running(engine) as events:
-            await _until(lambda: _synced(engine))
+        async with running(engine) as events:
+            await _until(lambda: all_synced(engine))
             synced_at = len(events)
             updates = engine.counters[venue].book_updates
             sims.inject(venue, fault, **kwargs)
@@ -213,7 +178,7 @@ async def test_planned_disconnect_switches_without_losing_the_books(venue, fault
             await asyncio.sleep(1.5)  # past the venue's close of the old link
             assert len(sims.venue(venue).links) == 1
             assert engine.counters[venue].book_updates > updates + 20
-            assert _synced(engine)
+            assert all_synced(engine)
             resyncs = _resyncs(engine, venue)
             events = list(events)
     finally:
@@ -231,11 +196,11 @@ async def test_planned_disconnect_when_the_old_link_dies_first():
     sims = await start_simulators(venues=("binance",), symbols=SYMBOLS, seed=8, tick_ms=20)
     engine = _engine(sims, venues=("binance",))
     try:
-        async with _running(engine):
-            await _until(lambda: _synced(engine))
+        async with running(engine):
+            await _until(lambda: all_synced(engine))
             sims.venue("binance").server_shutdown(close_after_s=0.0)  # closes at once
             await _until(lambda: engine.links["binance"].stats.connects == 2)
-            await _until(lambda: _synced(engine))
+            await _until(lambda: all_synced(engine))
             await asyncio.sleep(0.3)
     finally:
         await sims.close()
@@ -249,15 +214,15 @@ async def test_shards_and_a_lost_shard_resyncs_only_its_books():
     link = engine.links["binance"]
     assert [s.symbols for s in link.shards] == [["BTC-USDT"], ["ETH-USDT"]]
     try:
-        async with _running(engine):
-            await _until(lambda: _synced(engine))
+        async with running(engine):
+            await _until(lambda: all_synced(engine))
             server = sims.venue("binance")
             assert len(server.links) == 2
             eth = next(lk for lk in server.links.values() if any("ethusdt" in n for n in lk.state.streams))
             assert all("btcusdt" not in n for n in eth.state.streams)
             eth.transport.disconnect(graceful=False)
             await _until(lambda: link.stats.connects == 3)
-            await _until(lambda: _synced(engine))
+            await _until(lambda: all_synced(engine))
             resyncs = _resyncs(engine, "binance")
     finally:
         await sims.close()
@@ -323,8 +288,8 @@ async def test_failover_to_a_backup_endpoint_after_repeated_failures(caplog):
                      backup_ws_urls=(sims.endpoints["binance"].ws_url,))
     try:
         with caplog.at_level(logging.INFO, logger="arbwire.net"):
-            async with _running(engine):
-                await _until(lambda: _synced(engine))
+            async with running(engine):
+                await _until(lambda: all_synced(engine))
     finally:
         await sims.close()
     stats = engine.links["binance"].stats
@@ -346,8 +311,8 @@ async def test_429_retry_after_is_honoured_and_503_fails_over():
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        async with _running(engine):
-            await _until(lambda: _synced(engine))
+        async with running(engine):
+            await _until(lambda: all_synced(engine))
         elapsed = loop.time() - start
     finally:
         await sims.close()
@@ -368,7 +333,7 @@ async def test_invalid_certificate_is_reported_and_retried(certs, tmp_path):
     engine = _engine(sims, venues=("binance",), ws_urls={"binance": relay.url_for("localhost")},
                      tls_cafile=str(other.ca_cert))
     try:
-        async with _running(engine):
+        async with running(engine):
             await _until(lambda: engine.links["binance"].stats.failures >= 2)
     finally:
         await relay.close()
@@ -385,13 +350,13 @@ async def test_tls_session_is_resumed_on_reconnect_and_books_resync(certs):
     engine = _engine(sims, venues=("binance",), ws_urls={"binance": relay.url_for("localhost")},
                      tls_cafile=str(certs.ca_cert), tls_session_reuse=True)
     try:
-        async with _running(engine):
-            await _until(lambda: _synced(engine))
+        async with running(engine):
+            await _until(lambda: all_synced(engine))
             assert engine.links["binance"].stats.last_connect.tls_version == "TLSv1.3"
             await asyncio.sleep(0.2)
             relay.drop_all()
             await _until(lambda: engine.links["binance"].stats.connects == 2)
-            await _until(lambda: _synced(engine))
+            await _until(lambda: all_synced(engine))
     finally:
         await relay.close()
         await sims.close()
@@ -426,12 +391,12 @@ async def test_a_slow_sink_never_stalls_the_link():
     sink = BoundedSink("slow", crawl, maxlen=20)
     engine.sinks.append(sink)
     try:
-        async with _running(engine):
-            await _until(lambda: _synced(engine))
+        async with running(engine):
+            await _until(lambda: all_synced(engine))
             frames = {v: engine.links[v].stats.frames for v in engine.links}
             await asyncio.sleep(1.0)
             assert all(engine.links[v].stats.frames > frames[v] + 30 for v in engine.links)
-            assert _synced(engine)
+            assert all_synced(engine)
     finally:
         await sims.close()
     assert sink.dropped > 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -13,52 +12,19 @@ import aiohttp
 import pytest
 
 from arbwire.sim.runner import Simulators, start_simulators
+from helpers import ws as client
+from helpers.ws import read_until, sims_fixture
 
 FIXED8 = re.compile(r"^\d+\.\d{8}$")
 TICK_MS = 20
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[Simulators]:
-    s = await start_simulators(("binance",), tick_ms=TICK_MS, seed=3)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+sims = sims_fixture(("binance",), tick_ms=TICK_MS, seed=3)
 
 
 async def read_json(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
-    """Every text frame for ``seconds``, decoded with the stdlib."""
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        if msg.type == aiohttp.WSMsgType.TEXT:
-            out.append(json.loads(msg.data))
-        elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-            break
-    return out
-
-
-async def read_until(ws: aiohttp.ClientWebSocketResponse, pred: Any, seconds: float = 2.0) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        msg = await ws.receive(timeout=left)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        out.append(json.loads(msg.data))
-        if pred(out[-1]):
-            return out
-    raise AssertionError("condition not met in time")
+    """Every text frame for ``seconds``, decoded with the stdlib; other frames but a close are passed over."""
+    return await client.read_json(ws, seconds, stop=client.CLOSED)
 
 
 def apply(book: dict[str, dict[Decimal, Decimal]], bids: list, asks: list) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from arbwire.sim.runner import Simulators, start_simulators
 from arbwire.sim.server import FaultError
+from helpers.ws import drain, read_json, read_until, sims_fixture
 
 TICK_MS = 20
 SHORTEST = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")  # "60000.1", "0.5", never "0.50"
@@ -61,46 +61,7 @@ def model_top(sims: Simulators, symbol: str, n: int) -> tuple[list, list]:
     return sorted(book.bids.items(), reverse=True)[:n], sorted(book.asks.items())[:n]
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[Simulators]:
-    s = await start_simulators(("bybit",), ("BTC-USDT", "ETH-USDT"), tick_ms=TICK_MS, seed=5)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def read_json(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            break
-        out.append(json.loads(msg.data))
-    return out
-
-
-async def read_until(ws: aiohttp.ClientWebSocketResponse, pred: Callable[[Any], bool],
-                     seconds: float = 2.0) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        msg = await ws.receive(timeout=left)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        out.append(json.loads(msg.data))
-        if pred(out[-1]):
-            return out
-    raise AssertionError("condition not met in time")
+sims = sims_fixture(("bybit",), ("BTC-USDT", "ETH-USDT"), tick_ms=TICK_MS, seed=5)
 
 
 def request(op: str, *args: str, req_id: Any = None) -> str:
@@ -347,14 +308,6 @@ async def test_level1_repeats_an_unchanged_snapshot_with_the_same_u(http) -> Non
     assert len({json.dumps([m["data"]["b"], m["data"]["a"]]) for m in msgs}) == 1
 
 
-async def drain(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[aiohttp.WSMessage]:
-    while True:
-        msg = await ws.receive(timeout=2)
-        yield msg
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            return
-
-
 async def test_idle_links_are_cut_unless_they_ping(http) -> None:
     opts = {"bybit": {"idle_timeout_s": 0.3, "idle_counts_pushes": False}}
     async with await start_simulators(("bybit",), tick_ms=TICK_MS, venue_options=opts) as s:
@@ -369,7 +322,7 @@ async def test_idle_links_are_cut_unless_they_ping(http) -> None:
                 assert replies(await read_until(pinger, lambda f: f.get("ret_msg") == "pong"))
                 await asyncio.sleep(0.1)
             assert not pinger.closed
-            msgs = [m async for m in drain(silent)]
+            msgs = [m async for m in drain(silent, 2)]
             assert len(msgs) > 5
             assert msgs[-1].type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
@@ -403,7 +356,7 @@ async def test_unsubscribe_stall_and_drop(sims: Simulators, http) -> None:
         assert of(later, "orderbook.50.ETHUSDT") == []
         assert of(later, "orderbook.50.BTCUSDT")[0]["data"]["u"] > last_u + 1  # lost while stalled
         assert bybit.drop_connections() == 1
-        msgs = [m async for m in drain(ws)]
+        msgs = [m async for m in drain(ws, 2)]
         assert msgs[-1].type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
 

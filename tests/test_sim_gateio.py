@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +21,7 @@ import aiohttp
 import pytest
 
 from arbwire.sim.runner import Simulators, start_simulators
+from helpers.ws import read_json, read_until, sims_fixture
 
 TICK_MS = 20
 SHORTEST = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
@@ -64,17 +64,7 @@ def model_top(sims: Simulators, symbol: str, n: int) -> tuple[list, list]:
     return sorted(book.bids.items(), reverse=True)[:n], sorted(book.asks.items())[:n]
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[Simulators]:
-    s = await start_simulators(("gateio",), ("BTC-USDT", "ETH-USDT"), tick_ms=TICK_MS, seed=9)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+sims = sims_fixture(("gateio",), ("BTC-USDT", "ETH-USDT"), tick_ms=TICK_MS, seed=9)
 
 
 def req(channel: str, payload: list[str] | None = None, event: str = "subscribe",
@@ -86,35 +76,6 @@ def req(channel: str, payload: list[str] | None = None, event: str = "subscribe"
     if payload is not None:
         msg |= {"event": event, "payload": payload}
     return json.dumps(msg | extra)
-
-
-async def read_json(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            break
-        out.append(json.loads(msg.data))
-    return out
-
-
-async def read_until(ws: aiohttp.ClientWebSocketResponse, pred: Callable[[Any], bool],
-                     seconds: float = 2.0) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        msg = await ws.receive(timeout=left)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        out.append(json.loads(msg.data))
-        if pred(out[-1]):
-            return out
-    raise AssertionError("condition not met in time")
 
 
 def acks(frames: list[Any]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import asyncio
 import gzip
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,8 @@ from arbwire.sim.htx import htx_num
 from arbwire.sim.market import Instrument
 from arbwire.sim.runner import SERVERS, Simulators, start_simulators
 from arbwire.sim.server import FaultError
+from helpers import ws as client
+from helpers.ws import receive_by, sims_fixture
 
 TICK_MS = 20
 JSON_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")
@@ -28,17 +30,7 @@ PEPE = Instrument("PEPE-USDT", Decimal("0.00001234"), Decimal("3000000"), tick=D
                   lot=Decimal("1"))
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[Simulators]:
-    s = await start_simulators(("htx",), tick_ms=TICK_MS, seed=7)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+sims = sims_fixture(("htx",), tick_ms=TICK_MS, seed=7)
 
 
 def decode(msg: aiohttp.WSMessage) -> tuple[Any, str]:
@@ -51,13 +43,8 @@ def decode(msg: aiohttp.WSMessage) -> tuple[Any, str]:
 
 async def read(ws: aiohttp.ClientWebSocketResponse, seconds: float, texts: list[str] | None = None) -> list[Any]:
     out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
+    end = asyncio.get_running_loop().time() + seconds
+    while (msg := await receive_by(ws, end)) is not None:
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             break
         body, text = decode(msg)
@@ -68,15 +55,7 @@ async def read(ws: aiohttp.ClientWebSocketResponse, seconds: float, texts: list[
 
 
 async def read_until(ws: aiohttp.ClientWebSocketResponse, pred: Callable[[Any], bool], seconds: float = 2.0) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        body, _ = decode(await ws.receive(timeout=left))
-        out.append(body)
-        if pred(body):
-            return out
-    raise AssertionError("condition not met in time")
+    return await client.read_until(ws, pred, seconds, parse=lambda msg: decode(msg)[0])
 
 
 def on(frames: list[Any], topic: str) -> list[dict[str, Any]]:

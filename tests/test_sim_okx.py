@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from arbwire.sim.okx import okx_checksum
 from arbwire.sim.runner import Simulators, start_simulators
 from arbwire.sim.server import FaultError
+from helpers.ws import drain, read_json, read_until, sims_fixture
 
 TICK_MS = 20
 CANONICAL = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")  # "60000.1", "0.5", never "0.50"
@@ -66,45 +66,7 @@ class Book:
         return bool(self.bids and self.asks) and max(self.bids) >= min(self.asks)
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[Simulators]:
-    s = await start_simulators(("okx",), tick_ms=TICK_MS, seed=5)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def read_json(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        try:
-            msg = await ws.receive(timeout=left)
-        except TimeoutError:
-            break
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            break
-        out.append(json.loads(msg.data))
-    return out
-
-
-async def read_until(ws: aiohttp.ClientWebSocketResponse, pred: Any, seconds: float = 2.0) -> list[Any]:
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        msg = await ws.receive(timeout=left)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        out.append(json.loads(msg.data))
-        if pred(out[-1]):
-            return out
-    raise AssertionError("condition not met in time")
+sims = sims_fixture(("okx",), tick_ms=TICK_MS, seed=5)
 
 
 def subscribe(*args: tuple[str, str], op: str = "subscribe", req_id: str | None = "7") -> str:
@@ -265,7 +227,7 @@ async def test_text_ping_pong_and_idle_links_are_dropped(http) -> None:
                 await asyncio.sleep(0.1)
             assert pongs >= 5
             assert not pinger.closed
-            msgs = [m async for m in drain(quiet)]
+            msgs = [m async for m in drain(quiet, 1)]
             assert msgs[-1].type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
             assert quiet.close_code == 4004
 
@@ -277,7 +239,7 @@ async def test_strict_idle_rule_needs_client_messages(http) -> None:
         http.ws_connect(s.endpoints["okx"].ws_url + "/ws/v5/public") as ws,
     ):
         await ws.send_str(subscribe(("books", "BTC-USDT")))  # a busy feed...
-        msgs = [m async for m in drain(ws)]
+        msgs = [m async for m in drain(ws, 1)]
         assert len(msgs) > 5  # ...still closes: the client never spoke again
         assert msgs[-1].type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
@@ -290,14 +252,6 @@ async def read_json_text(ws: aiohttp.ClientWebSocketResponse, text: str) -> int:
             return 0
         if msg.data == text:
             return 1
-
-
-async def drain(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[aiohttp.WSMessage]:
-    while True:
-        msg = await ws.receive(timeout=1)
-        yield msg
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            return
 
 
 async def test_no_change_heartbeat_keeps_the_sequence(http) -> None:
