@@ -67,6 +67,18 @@ class SequenceRule:
         return None
 
 
+class PrevIdChain(SequenceRule):
+    """Venues whose diffs name the id that came just before (Binance USD-M ``pu``, HTX
+    ``prevSeqNum``): after the first diff, each must name the last applied id."""
+
+    def next(self, last_id: int, upd: BookUpdate) -> Verdict:
+        if upd.prev_id == last_id:
+            return Verdict.APPLY
+        if upd.last_id <= last_id:
+            return Verdict.STALE
+        return Verdict.GAP
+
+
 class BookSync:
     """One venue+symbol: its book, its sync state, its counters."""
 

@@ -15,7 +15,7 @@ import msgspec
 
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
 from arbwire.symbols import GluedSymbols
-from arbwire.sync import SequenceRule, Verdict
+from arbwire.sync import PrevIdChain, SequenceRule, Verdict
 from arbwire.venues.base import Action, Endpoints, FetchSnapshot, Output, Reconnect, VenueSession
 
 SPOT = Endpoints("wss://stream.binance.com:9443", "https://api.binance.com")
@@ -74,7 +74,7 @@ class SpotRule(SequenceRule):
     """§1.7: first diff straddles lastUpdateId+1, then each U == previous u + 1."""
 
 
-class FuturesRule(SequenceRule):
+class FuturesRule(PrevIdChain):
     """USD-M: first diff has U <= lastUpdateId <= u, then each pu == previous u."""
 
     def first(self, snap_id: int, upd: BookUpdate) -> Verdict:
@@ -82,13 +82,6 @@ class FuturesRule(SequenceRule):
             return Verdict.STALE
         if upd.first_id <= snap_id:
             return Verdict.APPLY
-        return Verdict.GAP
-
-    def next(self, last_id: int, upd: BookUpdate) -> Verdict:
-        if upd.prev_id == last_id:
-            return Verdict.APPLY
-        if upd.last_id <= last_id:
-            return Verdict.STALE
         return Verdict.GAP
 
 

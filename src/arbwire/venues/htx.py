@@ -72,7 +72,7 @@ import msgspec
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
 from arbwire.numbers import SCALE_DIGITS, plain_text
 from arbwire.symbols import GluedSymbols
-from arbwire.sync import SequenceRule, Verdict
+from arbwire.sync import PrevIdChain, SequenceRule, Verdict
 from arbwire.venues.base import Action, Endpoints, Output, Reconnect, Send, VenueSession
 
 HTX = Endpoints("wss://api.huobi.pro", "https://api.huobi.pro")
@@ -240,7 +240,7 @@ class _TradeTick(msgspec.Struct, gc=False):
 # -- sequence rules ----------------------------------------------------------------
 
 
-class HtxMbpRule(SequenceRule):
+class HtxMbpRule(PrevIdChain):
     """§5.6: align the ``req`` snapshot backwards, then ``prevSeqNum == last seqNum``.
 
     ``seqNum`` is not contiguous, so ids are never compared by +1. After a
@@ -254,13 +254,6 @@ class HtxMbpRule(SequenceRule):
             return Verdict.STALE
         if upd.prev_id == snap_id:
             return Verdict.APPLY
-        return Verdict.GAP
-
-    def next(self, last_id: int, upd: BookUpdate) -> Verdict:
-        if upd.prev_id == last_id:
-            return Verdict.APPLY
-        if upd.last_id <= last_id:
-            return Verdict.STALE
         return Verdict.GAP
 
 
