@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console, Group
@@ -44,6 +45,57 @@ def demo_config(
     return Config(venues=venues, instrument_cache_dir=cache_dir)
 
 
+class SimProcess:
+    """``arbwire sim`` in a child process; its endpoints read from the JSON lines it prints."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, endpoints: dict[str, Any]) -> None:
+        self.proc = proc
+        self.endpoints = endpoints
+
+    @classmethod
+    async def start(
+        cls, venues: tuple[str, ...], symbols: tuple[str, ...], seed: int, market: MarketConfig
+    ) -> SimProcess:
+        argv = [
+            sys.executable, "-m", "arbwire.cli", "sim",
+            "--venues", ",".join(venues), "--symbols", ",".join(symbols), "--seed", str(seed),
+            "--episode-first", str(market.episode_first_s), "--episode-every", str(market.episode_every_s),
+            "--episode-duration", str(market.episode_duration_s), "--episode-pairs", market.episode_pairs,
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        endpoints: dict[str, Any] = {}
+        assert proc.stdout is not None
+        while True:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            if not line:
+                raise RuntimeError(f"simulators exited before they were ready (status {await proc.wait()})")
+            event = json.loads(line)
+            if event["event"] == "endpoint":
+                endpoints[event["venue"]] = SimpleNamespace(ws_url=event["ws_url"], rest_url=event["rest_url"])
+            elif event["event"] == "ready":
+                break
+        sim = cls(proc, endpoints)
+        sim._drain = asyncio.create_task(sim._read_rest())
+        return sim
+
+    async def _read_rest(self) -> None:
+        assert self.proc.stdout is not None
+        while await self.proc.stdout.readline():  # episode lines: keep the pipe from filling
+            pass
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self._drain.cancel()
+
+
 async def run_demo(
     duration_s: float | None,
     *,
@@ -53,9 +105,20 @@ async def run_demo(
     console: Console | None = None,
     market: MarketConfig | None = None,
     metrics_port: int | None = None,
+    in_process: bool = False,
 ) -> dict[str, Any]:
-    console = console or Console(stderr=as_json)
-    sims = await start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed, market=market or DEMO_MARKET)
+    """The demo. The simulators run in a child process by default, as the venues would be
+    elsewhere: sharing the client's event loop, their own work would show up as the
+    client's latency."""
+    if console is None:
+        console = Console(stderr=as_json)
+        if not console.is_terminal:  # piped to a file or CI log: no terminal to fit, print whole tables
+            console.width = 220
+    sims = await (
+        start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed, market=market or DEMO_MARKET)
+        if in_process
+        else SimProcess.start(venues, DEMO_SYMBOLS, seed, market or DEMO_MARKET)
+    )
     cache = tempfile.TemporaryDirectory(prefix="arbwire-demo-")  # simulator lists stay out of the real cache
     engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
     monitor = Monitor(engine, metrics_port=metrics_port)  # alerts and actions; /metrics if a port is given

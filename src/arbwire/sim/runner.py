@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds, then exit")
     p.add_argument("--episode-every", type=float, default=None, help="mean seconds between episodes")
     p.add_argument("--episode-duration", type=float, default=None, help="seconds an episode lasts")
+    p.add_argument("--episode-first", type=float, default=None, help="seconds before the first episode")
+    p.add_argument("--episode-pairs", choices=("random", "cycle"), default=None,
+                   help="venue pairs of the episodes: random, or every pair in turn")
     p.add_argument("--episode-books", action="store_true", help="include full books in episode lines")
     p.add_argument("--set", dest="options", action="append", default=[],
                    metavar="VENUE.NAME=VALUE", help="venue option, e.g. okx.ws_snapshot=false")
@@ -282,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         market_kwargs["episode_every_s"] = args.episode_every
     if args.episode_duration is not None:
         market_kwargs["episode_duration_s"] = args.episode_duration
+    if args.episode_first is not None:
+        market_kwargs["episode_first_s"] = args.episode_first
+    if args.episode_pairs is not None:
+        market_kwargs["episode_pairs"] = args.episode_pairs
     coro = serve_forever(
         [v for v in args.venues.split(",") if v],
         [s for s in args.symbols.split(",") if s],
