@@ -27,7 +27,6 @@ from arbwire.instruments.load import SOURCES as INSTRUMENT_SOURCES
 from arbwire.instruments.load import default_cache_dir
 from arbwire.latency import VenueLatency
 from arbwire.model import (
-    BadFrame,
     BookUpdate,
     Event,
     FeedState,
@@ -58,7 +57,6 @@ class VenueCounters:
     book_updates: int = 0
     trades: int = 0
     quotes: int = 0
-    bad_frames: int = 0
     venue_errors: list[str] = field(default_factory=list)
     rate: float = 0.0  # frames/s over the last rate window
     _last_frames: int = 0
@@ -236,8 +234,6 @@ class Engine:
                         for opp in self.detector.on_unsynced(sync, event.recv_ns):
                             self._publish_opportunity(opp)
                 log.info("venue=%s symbol=%s book %s: %s", venue, event.symbol, event.state.name, event.reason)
-            elif kind is BadFrame:
-                counters.bad_frames += 1
             elif kind is VenueError:
                 assert isinstance(event, VenueError)
                 counters.venue_errors.append(f"{event.symbol}: {event.message}")

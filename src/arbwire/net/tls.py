@@ -52,12 +52,6 @@ class ResumingContext(ssl.SSLContext):
         self.saved += 1
         return True
 
-    def forget(self, host: str | None = None) -> None:
-        if host is None:
-            self.sessions.clear()
-        else:
-            self.sessions.pop(host, None)
-
 
 def client_context(
     *,
