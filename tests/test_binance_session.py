@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from arbwire.model import BadFrame, BookUpdate, Quote, Trade, VenueError
-from arbwire.record.importers import Kind, read_cryptofeed
+from arbwire.record.importers import Kind, read_cryptofeed, read_hftbacktest
+from arbwire.symbols import GluedSymbols
 from arbwire.venues.base import FetchSnapshot, Reconnect
 from arbwire.venues.binance import BinanceSession
 
@@ -82,3 +84,82 @@ def test_snapshot_request_and_parse_name_the_symbol():
     assert isinstance(fetch, FetchSnapshot) and fetch.url.endswith("/api/v3/depth?symbol=BTCUSDT&limit=1000")
     with pytest.raises(ValueError, match="binance BTC-USDT"):
         session.parse_snapshot("BTC-USDT", b'{"code":-1121,"msg":"Invalid symbol."}', 1)
+
+
+def _recv(path) -> list[bytes]:
+    return [r.payload for r in read_cryptofeed(path) if r.kind is Kind.RECV]
+
+
+@pytest.mark.parametrize(
+    ("capture", "symbols", "futures"),
+    [
+        ("hftbacktest", ["ETH-USDT"], False),
+        ("cryptofeed/BINANCE.ws.1.0", ["NKN-USDT", "BLZ-ETH", "LRC-BTC", "RUNE-EUR"], False),
+        ("cryptofeed/BINANCE_FUTURES.ws.1.0", None, True),
+    ],
+)
+def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(real_data, capture, symbols, futures):
+    """The one-pass tagged union is a fast path only: on every real frame it must give
+    exactly what the envelope-then-payload decode gives, and take no frame to the fallback."""
+    if capture == "hftbacktest":
+        frames = [r.payload for r in read_hftbacktest(real_data / "hftbacktest" / "binance_spot_ethusdt_20240808.gz")
+                  if r.kind is Kind.RECV]
+    else:
+        frames = _recv(real_data / capture)
+    if symbols is None:  # the futures capture: every symbol it carries
+        names = {msgspec.json.decode(f)["stream"].partition("@")[0] for f in frames if b'"stream"' in f}
+        symbols = [GluedSymbols(lower=True).common_name(n) for n in sorted(names)]
+    typed = BinanceSession(symbols, futures=futures)
+    reference = BinanceSession(symbols, futures=futures)
+    fallbacks = 0
+    two_step = typed._two_step
+
+    def counting(payload: bytes, recv_ns: int):
+        nonlocal fallbacks
+        fallbacks += 1
+        return two_step(payload, recv_ns)
+
+    typed._two_step = counting  # type: ignore[method-assign]
+    events = 0
+    for i, frame in enumerate(frames):
+        got = typed.on_frame(frame, i)
+        assert got == reference._two_step(frame, i), frame[:120]
+        events += len(got)
+    typed_channels = (b"@depth@100ms\"", b"@bookTicker\"", b"@trade\"", b"@aggTrade\"")
+    untyped = sum(1 for f in frames if not any(c in f[:60] for c in typed_channels))
+    assert fallbacks == untyped < len(frames) // 20  # acks and channels we don't subscribe (kline)
+    assert events >= len(frames) - untyped
+    assert typed.stats.bad_frames == reference.stats.bad_frames == 0
+
+
+def test_frames_the_union_has_no_type_for_still_decode():
+    """Another depth speed, a different key order, a venue-wide event: the two-step path."""
+    session = BinanceSession(["BTC-USDT"])
+    (upd,) = session.on_frame(b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":2,"U":7,"u":9,'
+                              b'"b":[["1.5","2"]],"a":[]}}', 1)
+    assert isinstance(upd, BookUpdate) and (upd.first_id, upd.last_id, upd.bids) == (7, 9, [("1.5", "2")])
+    (q,) = session.on_frame(b'{"data":{"u":5,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4"},'
+                            b'"stream":"btcusdt@bookTicker"}', 1)
+    assert isinstance(q, Quote) and (q.bid, q.ask_size, q.update_id) == ("1", "4", 5)
+    (r,) = session.on_frame(b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}', 1)
+    assert isinstance(r, Reconnect)
+    assert session.on_frame(b'{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}', 1) == []
+    assert session.stats.unknown == 1 and session.stats.bad_frames == 0
+
+
+def test_a_known_stream_with_a_malformed_payload_names_the_field():
+    session = BinanceSession(["BTC-USDT"])
+    (bad,) = session.on_frame(b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"a":"x",'
+                              b'"p":"1","q":"1","T":1,"m":true}}', 1)
+    assert isinstance(bad, BadFrame) and "$.a" in bad.reason
+    (bad,) = session.on_frame(b'{"stream":"btcusdt@bookTicker"}', 1)
+    assert isinstance(bad, BadFrame)
+
+
+def test_a_session_with_no_symbols_still_reads_control_frames():
+    session = BinanceSession([])
+    assert session.on_frame(b'{"result":null,"id":1}', 1) == []
+    assert session.on_frame(b'{"stream":"","data":{}}', 1) == []
+    assert session.stats.unknown == 1 and session.stats.bad_frames == 0
+    (bad,) = session.on_frame(b'{"stream":"btcusdt@trade","data":{"e":"trade"}}', 1)
+    assert isinstance(bad, BadFrame) and "symbol" not in bad.reason

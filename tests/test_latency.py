@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from arbwire import book, latency
 from arbwire.latency import Recorder, VenueLatency
 
 
@@ -40,3 +42,29 @@ def test_summary_quantiles_equal_hdrh():
     s = lat.event_to_recv.summary()
     assert (s.p50, s.p95, s.p99) == tuple(float(ref.get_value_at_percentile(p)) for p in (50, 95, 99))
     assert s.count == 20_000 and abs(s.avg - ref.get_mean_value()) / ref.get_mean_value() < 0.01
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=-(10**6), max_value=10**12), max_size=400), st.sampled_from([1, 1000]))
+def test_c_fold_equals_the_python_fold(values, unit_ns):
+    """The C fold (arbwire._fold) and the Python one leave identical histograms and counters."""
+    if latency._FOLD_C is None:
+        pytest.skip(f"arbwire._fold not built ({book.IMPLEMENTATION})")
+    c, py = Recorder(unit_ns=unit_ns), Recorder(unit_ns=unit_ns)
+    for _ in range(2):  # twice: the second fold adds onto the first
+        for v in values:
+            c.add(v)
+            py.add(v)
+        c.fold()
+        py._fold_py()
+        assert list(c.hist.counts) == list(py.hist.counts)
+        assert (c.hist.total_count, c.hist.min_value, c.hist.max_value) == (
+            py.hist.total_count, py.hist.min_value, py.hist.max_value)
+        assert (c.negative, c.min_seen) == (py.negative, py.min_seen)
+        assert len(c.pending) == len(py.pending) == 0
+
+
+def test_c_fold_is_built_where_the_book_loop_is():
+    """A build that compiled the book loop compiles the fold too (same compiler, same flags)."""
+    if book.IMPLEMENTATION == "c":
+        assert latency._FOLD_C is not None

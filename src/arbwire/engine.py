@@ -216,17 +216,24 @@ class Engine:
 
     def _event_handler(self, venue: str, latency: VenueLatency, counters: VenueCounters) -> Callable[[Event], None]:
         add_latency = latency.event_to_recv.add
+        listeners, sinks = self.listeners, self.sinks  # the same lists, filled later
 
         def on_event(event: Event) -> None:
             kind = type(event)
-            if kind is Trade or kind is Quote:
-                if kind is Trade:
-                    counters.trades += 1
-                else:
+            if kind is Quote or kind is Trade:
+                if kind is Quote:
                     counters.quotes += 1
+                else:
+                    counters.trades += 1
                 if event.venue_ts_ns:  # type: ignore[union-attr]
                     add_latency((event.recv_ns - event.venue_ts_ns) // 1000)  # type: ignore[union-attr]
-            elif kind is FeedState:
+                # delivered inline: quotes and trades are most frames
+                for listener in listeners:
+                    listener(event)
+                for sink in sinks:
+                    sink.put(event)
+                return
+            if kind is FeedState:
                 assert isinstance(event, FeedState)
                 if event.state.name != "SYNCED":
                     sync = self.feeds[venue].syncs.get(event.symbol)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from arbwire.model import BookUpdate, Event, FeedState
+from arbwire.model import BookUpdate, Event, FeedState, Quote, Trade
 from arbwire.sync import BookSync, Outcome
 from arbwire.venues.base import Action, FetchSnapshot, Reconnect, Send, VenueSession
 
 BookCallback = Callable[[BookSync, BookUpdate], None]
 EventCallback = Callable[[Event], None]
 
-_ACTIONS = (Send, FetchSnapshot, Reconnect)
+_ACTIONS = frozenset((Send, FetchSnapshot, Reconnect))
 
 
 def _ignore(*_: object) -> None:
@@ -65,9 +65,13 @@ class VenueFeed:
         self.last_recv_ns = recv_ns
         actions: list[Action] = []
         for item in self.session.on_frame(payload, recv_ns):
-            if type(item) is BookUpdate:
-                actions += self.on_update(item)
-            elif isinstance(item, _ACTIONS):
+            kind = type(item)
+            # most frames are quotes and trades: they are tested first
+            if kind is Quote or kind is Trade:
+                self.on_event(item)  # type: ignore[arg-type]
+            elif kind is BookUpdate:
+                actions += self.on_update(item)  # type: ignore[arg-type]
+            elif kind in _ACTIONS:
                 actions.append(item)  # type: ignore[arg-type]
             else:
                 self.on_event(item)  # type: ignore[arg-type]

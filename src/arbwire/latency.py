@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import os
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -22,6 +23,20 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from hdrh.histogram import HdrHistogram
+
+
+def _c_fold():  # type: ignore[no-untyped-def]
+    """``arbwire._fold.fold`` (the fold in C), or None: not built, or ARBWIRE_PURE_PYTHON set."""
+    if os.environ.get("ARBWIRE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from arbwire._fold import fold
+    except ImportError:
+        return None
+    return fold
+
+
+_FOLD_C = _c_fold()
 
 # Quantiles without hdrh's ``get_value_at_percentile``, which walks every bucket in
 # Python (~20 ms a call here; a five-venue summary took ~0.6 s and stalled the loop):
@@ -141,10 +156,32 @@ class Recorder:
     def fold(self) -> None:
         """Move the buffered samples into the histogram.
 
-        Runs on the event loop, so it must be short: instead of ``record_value`` per
-        sample (~1.2 µs each, 6 ms per 5 000 samples), the bucket index is computed
-        inline, with hdrh's own formula, and equal indices are counted in one pass.
+        Runs on the event loop, so it must be short: every frame that arrives during a
+        fold waits for it. ``record_value`` per sample costs ~1.2 µs; the bucket index
+        is computed with hdrh's own formula instead, in C when ``arbwire._fold`` is
+        built (a few ns a sample), else inline in Python (~0.5 µs a sample).
         """
+        if not self.pending:
+            return
+        if _FOLD_C is None:
+            self._fold_py()
+            return
+        pending, h = self.pending, self.hist
+        recorded, negative, raw_min, low, high = _FOLD_C(
+            pending, h.counts, h.sub_bucket_mask, h.unit_magnitude,
+            h.sub_bucket_half_count_magnitude, h.sub_bucket_half_count, self.max_value,
+        )
+        if self.min_seen is None or raw_min < self.min_seen:
+            self.min_seen = raw_min
+        self.negative += negative
+        if recorded:
+            h.total_count += recorded
+            h.min_value = min(h.min_value, low)
+            h.max_value = max(h.max_value, high)
+        del pending[:]
+
+    def _fold_py(self) -> None:
+        """The same fold in Python: the reference for the C one, and its fallback."""
         pending = self.pending
         if not pending:
             return
