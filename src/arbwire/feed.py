@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from arbwire.model import BookUpdate, Event, FeedState, Quote, Trade
-from arbwire.sync import BookSync, Outcome
+from arbwire.sync import APPLIED, NEED_SNAPSHOT, BookSync
 from arbwire.venues.base import Action, FetchSnapshot, Reconnect, Send, VenueSession
 
 BookCallback = Callable[[BookSync, BookUpdate], None]
@@ -91,10 +91,10 @@ class VenueFeed:
             # wiped and resynced; the frame is reported like any other bad frame.
             self.on_event(self.session.bad_frame(f"bad level for {upd.symbol}: {exc}", repr(upd)[:200], upd.recv_ns))
             return self.resync(upd.symbol, "bad level", upd.recv_ns)
-        if outcome is Outcome.APPLIED:
+        if outcome is APPLIED:
             self.on_book(sync, upd)
             return []
-        if outcome is Outcome.NEED_SNAPSHOT:
+        if outcome is NEED_SNAPSHOT:
             return self.session.snapshot_request(upd.symbol)
         return []
 

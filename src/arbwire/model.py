@@ -27,6 +27,10 @@ class Side(enum.IntEnum):
     SELL = -1
 
 
+# For hot paths: an enum member lookup costs ~80 ns on CPython 3.11, a module global ~10.
+BUY, SELL = Side.BUY, Side.SELL
+
+
 class SyncState(enum.IntEnum):
     """Where a venue+symbol book stands; only SYNCED books feed the detector."""
 

@@ -43,9 +43,9 @@ from typing import Literal
 
 import msgspec
 
-from arbwire.model import BookUpdate, Level, Quote, Side, Trade
+from arbwire.model import BUY, SELL, BookUpdate, Level, Quote, Trade
 from arbwire.symbols import GluedSymbols, SymbolError
-from arbwire.sync import SequenceRule, Verdict
+from arbwire.sync import APPLY, GAP, STALE, SequenceRule, Verdict
 from arbwire.venues.base import Action, Endpoints, Output, Reconnect, Send, VenueSession
 
 PUBLIC = Endpoints("wss://stream.bybit.com", "https://api.bybit.com")
@@ -109,15 +109,15 @@ class BybitRule(SequenceRule):
     def first(self, snap_id: int, upd: BookUpdate) -> Verdict:
         u = upd.last_id
         if u == snap_id + 1:
-            return Verdict.APPLY
+            return APPLY
         if u <= snap_id:
-            return Verdict.STALE  # buffered before the snapshot, which covers it
-        return Verdict.GAP
+            return STALE  # buffered before the snapshot, which covers it
+        return GAP
 
     def next(self, last_id: int, upd: BookUpdate) -> Verdict:
         if upd.last_id == last_id + 1:
-            return Verdict.APPLY
-        return Verdict.GAP  # a jump lost messages; a step back or repeat broke the stream
+            return APPLY
+        return GAP  # a jump lost messages; a step back or repeat broke the stream
 
 
 _KIND_BOOK, _KIND_BBO, _KIND_TRADE, _KIND_TICKER = range(4)
@@ -340,7 +340,7 @@ class BybitSession(VenueSession):
         name = self.name
         return [
             Trade(
-                name, symbol, f.p, f.v, Side.BUY if f.S == "Buy" else Side.SELL, f.i, f.T * MS,
+                name, symbol, f.p, f.v, BUY if f.S == "Buy" else SELL, f.i, f.T * MS,
                 recv_ns,
             )
             for f in self._fills.decode(frame.data)

@@ -36,9 +36,9 @@ from typing import Literal
 
 import msgspec
 
-from arbwire.model import BookUpdate, Level, Quote, Side, Trade
+from arbwire.model import BUY, SELL, BookUpdate, Level, Quote, Trade
 from arbwire.symbols import SymbolError, SymbolMap, split
-from arbwire.sync import SequenceRule, Verdict
+from arbwire.sync import APPLY, GAP, STALE, SequenceRule, Verdict
 from arbwire.venues.base import (
     Action,
     Endpoints,
@@ -168,10 +168,10 @@ class ObuRule(SequenceRule):
 
     def next(self, last_id: int, upd: BookUpdate) -> Verdict:
         if upd.last_id <= last_id:
-            return Verdict.STALE
+            return STALE
         if upd.first_id == last_id + 1:
-            return Verdict.APPLY
-        return Verdict.GAP
+            return APPLY
+        return GAP
 
 
 class OrderBookUpdateRule(SequenceRule):
@@ -184,10 +184,10 @@ class OrderBookUpdateRule(SequenceRule):
 
     def next(self, last_id: int, upd: BookUpdate) -> Verdict:
         if upd.last_id <= last_id:
-            return Verdict.STALE
+            return STALE
         if upd.first_id <= last_id + 1:
-            return Verdict.APPLY
-        return Verdict.GAP
+            return APPLY
+        return GAP
 
 
 # -- symbols ---------------------------------------------------------------------------
@@ -444,7 +444,7 @@ class GateioSession(VenueSession):
     def _on_trade(self, raw: msgspec.Raw, recv_ns: int) -> list[Output]:
         tr = self._trade.decode(raw)
         symbol = self.names.to_common(tr.currency_pair)
-        side = Side.BUY if tr.side == "buy" else Side.SELL
+        side = BUY if tr.side == "buy" else SELL
         ts = ms_text_to_ns(tr.create_time_ms)
         return [Trade(self.name, symbol, tr.price, tr.amount, side, str(tr.id), ts, recv_ns)]
 
