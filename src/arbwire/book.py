@@ -16,6 +16,7 @@ against 0.25 µs in Python on the real ETHUSDT stream (docs/benchmarks.md). The
 pure-Python loop below is the reference and the fallback, used when the extension
 is missing (a warning is logged once) or when ``ARBWIRE_PURE_PYTHON=1`` is set.
 ``PyL2Book`` and ``CL2Book`` pin one loop (``CL2Book`` is None without the extension).
+The same switch selects the C OKX checksum over a book's sides (arbwire.venues.okx).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 
 from arbwire.numbers import to_units
 
@@ -32,8 +34,8 @@ log = logging.getLogger("arbwire.book")
 _PRICE_CACHE_MAX = 1 << 16
 
 
-def _load_c_loop() -> tuple[Callable[..., None] | None, str]:
-    """The C ``apply_side`` and "c", or None and why the pure-Python loop is used."""
+def _load_c_ext() -> tuple[ModuleType | None, str]:
+    """The C extension and "c", or None and why the pure-Python code is used."""
     if os.environ.get("ARBWIRE_PURE_PYTHON", "") not in ("", "0"):
         return None, "python (ARBWIRE_PURE_PYTHON set)"
     try:
@@ -46,13 +48,15 @@ def _load_c_loop() -> tuple[Callable[..., None] | None, str]:
             exc,
         )
         return None, f"python (extension not built: {exc})"
-    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX:
+    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX or not hasattr(_levels, "okx_checksum"):
         log.warning("arbwire._levels is a stale build: using the pure-Python book level loop")
         return None, "python (stale extension build)"
-    return _levels.apply_side, "c"
+    return _levels, "c"
 
 
-_c_apply_side, IMPLEMENTATION = _load_c_loop()
+#: the loaded ``arbwire._levels``, or None: one switch for all of its C code
+C_EXTENSION, IMPLEMENTATION = _load_c_ext()
+_c_apply_side: Callable[..., None] | None = C_EXTENSION.apply_side if C_EXTENSION else None
 
 
 class BookSide:

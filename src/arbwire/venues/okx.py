@@ -28,7 +28,7 @@ from typing import Literal
 
 import msgspec
 
-from arbwire.book import L2Book
+from arbwire.book import C_EXTENSION, L2Book
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
 from arbwire.symbols import SymbolMap
 from arbwire.sync import SequenceRule, Verdict
@@ -127,7 +127,8 @@ def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]
     """OKX's signed CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:...`` over the levels given.
 
     The levels must be the venue's own strings, best first, at most 25 a side;
-    when one side runs out the other side's remaining levels follow.
+    when one side runs out the other side's remaining levels follow. This is the
+    reference: ``arbwire._levels.okx_checksum`` computes the same value in C.
     """
     # measured: extending one list with the level tuples beats f-strings per level (4.4 vs 5.8 us)
     fields: list[str] = []
@@ -141,6 +142,9 @@ def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]
         fields += level
     crc = zlib.crc32(":".join(fields).encode())
     return crc - 0x1_0000_0000 if crc >= 0x8000_0000 else crc
+
+
+_c_okx_checksum = C_EXTENSION.okx_checksum if C_EXTENSION is not None else None
 
 
 # -- sequence rule -----------------------------------------------------------------------
@@ -184,10 +188,26 @@ class OkxRule(SequenceRule):
             return Verdict.STALE
         return Verdict.GAP
 
-    def checksum(self, book: L2Book) -> int | None:
+    def _checksum_py(self, book: L2Book) -> int:
+        """The reference: ``okx_checksum`` over the book's top levels as text."""
         return okx_checksum(
             book.bids.text_levels(CHECKSUM_DEPTH), book.asks.text_levels(CHECKSUM_DEPTH)
         )
+
+    def _checksum_c(self, book: L2Book) -> int:
+        """The same value computed in C from the sides' own dicts and lists.
+
+        Every OKX update is checked, and the reference spends ~9.8 us of it on the real
+        capture building tuples, a list and a joined str of 100 strings;
+        ``arbwire._levels.okx_checksum`` reads the same objects and hands zlib.crc32 one
+        bytes object (3.2 us, most of it the 100 dict lookups).
+        """
+        bids, asks = book.bids, book.asks
+        return _c_okx_checksum(  # type: ignore[misc]
+            bids.sizes, bids.texts, bids.order, asks.sizes, asks.texts, asks.order, CHECKSUM_DEPTH
+        )
+
+    checksum = _checksum_c if C_EXTENSION is not None else _checksum_py
 
 
 # -- symbols -----------------------------------------------------------------------------
