@@ -88,3 +88,38 @@ def test_real_capture_levels_round_trip_exactly(Book: type[L2Book], real_data):
     assert book.bids.text_levels(len(snap["bids"])) == [tuple(x) for x in snap["bids"]]
     assert book.asks.text_levels(len(snap["asks"])) == [tuple(x) for x in snap["asks"]]
     assert not book.is_crossed()
+
+
+def _state(book: L2Book) -> tuple:
+    return tuple((dict(s.sizes), dict(s.texts), list(s.order)) for s in (book.bids, book.asks))
+
+
+@pytest.mark.parametrize("Book", BOOKS)
+@settings(max_examples=300, deadline=None)
+@given(levels, levels, st.integers(3, 50))
+def test_snapshot_equals_its_levels_applied_in_the_order_sent(Book: type[L2Book], bids, asks, depth):
+    """apply_snapshot applies levels worst first when that can't change the result;
+    repeated prices (which text, which size wins) and zero sizes must still come out as
+    if applied one by one in the venue's order."""
+    snap = Book(max_depth=depth)
+    snap.apply([("1.00", "1")], [("999.00", "1")])  # leftovers the snapshot must replace
+    snap.apply_snapshot(bids, asks)
+    ref = Book(max_depth=depth)
+    for level in bids:
+        ref.apply([level], [])
+    for level in asks:
+        ref.apply([], [level])
+    assert _state(snap) == _state(ref)
+
+
+def test_real_snapshot_applied_worst_first_equals_the_order_sent(real_data):
+    from arbwire.record.importers import Kind, read_hftbacktest
+
+    body = next(r.payload for r in read_hftbacktest(real_data / "hftbacktest" / "binance_spot_ethusdt_20240808.gz")
+                if r.kind is Kind.HTTP)
+    snap = json.loads(body)
+    bids, asks = [tuple(x) for x in snap["bids"]], [tuple(x) for x in snap["asks"]]
+    fast, ref = L2Book(), L2Book()
+    fast.apply_snapshot(bids, asks)
+    ref.apply(bids, asks)
+    assert _state(fast) == _state(ref) and len(fast.bids.order) == len(bids) == 1000

@@ -129,8 +129,23 @@ class L2Book:
         return bool(self.bids.order or self.asks.order)
 
     def apply_snapshot(self, bids: Iterable[tuple[str, str]], asks: Iterable[tuple[str, str]]) -> None:
+        """Replace the whole book.
+
+        Venues send snapshot levels best first, and the best level sits at the end of
+        ``order``, so in that order every insert would shift the whole list (a 1000-level
+        Binance snapshot: 690 µs, against 460 µs worst first). The levels are applied
+        worst first; if that left a different book (a repeated price or a zero size, where
+        the order matters), they are applied again in the order sent.
+        """
         self.clear()
-        self.apply(bids, asks)
+        depth = self.max_depth
+        if type(bids) is not list or type(asks) is not list or len(bids) > depth or len(asks) > depth:
+            self.apply(bids, asks)
+            return
+        self.apply(bids[::-1], asks[::-1])
+        if len(self.bids.order) != len(bids) or len(self.asks.order) != len(asks):
+            self.clear()
+            self.apply(bids, asks)
 
     def _apply_py(self, bids: Iterable[tuple[str, str]], asks: Iterable[tuple[str, str]]) -> None:
         """Set each level (size is absolute; a zero size deletes the level)."""
