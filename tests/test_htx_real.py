@@ -8,6 +8,7 @@ import json
 import re
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from arbwire.feed import VenueFeed
@@ -15,6 +16,7 @@ from arbwire.model import BookUpdate, Side, SyncState, Trade
 from arbwire.numbers import to_units
 from arbwire.record.importers import Kind, read_cryptofeed
 from arbwire.sync import BookSync
+from arbwire.venues import htx
 from arbwire.venues.base import Send
 from arbwire.venues.htx import HtxSession
 
@@ -144,6 +146,58 @@ def test_every_ping_is_answered_first_with_its_own_number(real_data):
     assert session.pings == 6
 
 
+class _Arrays(msgspec.Struct):
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+
+
+class _Frame(msgspec.Struct):
+    tick: _Arrays
+
+
+def _depth_arrays(real_data) -> list[tuple[bytes, msgspec.Raw, msgspec.Raw]]:
+    """(payload, bids, asks) of every depth.step0 frame, the level arrays as sent."""
+    out = []
+    for record in _capture(real_data):
+        text = gzip.decompress(record.payload) if record.kind is Kind.RECV else b""
+        if b'"ch":"market.' in text and b".depth." in text and b'"tick"' in text:
+            tick = msgspec.json.decode(text, type=_Frame).tick
+            out.append((record.payload, tick.bids, tick.asks))
+    return out
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_every_depth_frame_decodes_like_the_careful_reference(real_data, monkeypatch, cold):
+    """Same level text as ``_levels_careful`` on all 292 books, with empty and with warm
+    literal tables, and never by falling back to it: the real books all take the fast path."""
+    frames = _depth_arrays(real_data)
+    assert len(frames) == 292
+    careful = htx._levels_careful
+    expected = [(careful(bids), careful(asks)) for _, bids, asks in frames]
+    fallbacks = []
+    monkeypatch.setattr(htx, "_levels_careful", lambda raw: fallbacks.append(raw) or careful(raw))
+    if cold:
+        htx._TEXTS.clear()
+        htx._NORMALIZED.clear()
+    session = HtxSession(CAPTURE_SYMBOLS, book_channel="depth")
+    for (payload, bids, asks), (want_bids, want_asks) in zip(frames, expected, strict=True):
+        assert (htx._levels(bids), htx._levels(asks)) == (want_bids, want_asks)
+        (upd,) = session.on_frame(payload, 1)
+        assert (upd.bids, upd.asks) == (want_bids, want_asks)
+        assert all(type(p) is str and type(s) is str for p, s in upd.bids + upd.asks)
+    assert fallbacks == []
+
+
+def test_a_tiny_literal_table_changes_nothing(real_data, monkeypatch):
+    """The table of literal texts is emptied when full; results stay the reference's."""
+    monkeypatch.setattr(htx, "_TEXTS_MAX", 50)
+    htx._TEXTS.clear()
+    for _, bids, asks in _depth_arrays(real_data):
+        assert htx._levels(bids) == htx._levels_careful(bids)
+        assert htx._levels(asks) == htx._levels_careful(asks)
+        assert len(htx._TEXTS) <= 50
+
+
 def test_repeated_or_older_depth_version_is_dropped(real_data):
     session = HtxSession(CAPTURE_SYMBOLS, book_channel="depth")
     depth = [
@@ -202,6 +256,28 @@ def _book_as_decimals(sync: BookSync) -> tuple[dict, dict]:
 def _recv_ns(wire: dict) -> int:
     """Received 50 ms after the venue stamped it (the excerpt holds no receive times)."""
     return int(wire["ts"]) * 1_000_000 + 50_000_000
+
+
+class _MbpArrays(msgspec.Struct):
+    tick: _Arrays | None = None
+    data: _Arrays | None = None
+
+
+def test_mbp_levels_with_bare_ints_decode_like_the_careful_reference(real_data, monkeypatch):
+    """Real mbp increments and the req reply print ``9144`` and ``0`` as bare ints: one pass
+    over the levels turns them into text, no fallback to the careful path."""
+    careful = htx._levels_careful
+    fallbacks = []
+    monkeypatch.setattr(htx, "_levels_careful", lambda raw: fallbacks.append(raw) or careful(raw))
+    ints = 0
+    for line in _tardis(real_data):
+        frame = msgspec.json.decode(line, type=_MbpArrays)
+        arrays = frame.tick or frame.data
+        assert arrays is not None
+        for raw in (arrays.bids, arrays.asks):
+            ints += sum(1 for v in re.findall(rb"[\d.]+", bytes(raw)) if b"." not in v)
+            assert htx._levels(raw) == careful(raw)
+    assert ints > 0 and fallbacks == []
 
 
 def test_req_reply_older_than_buffered_increments_aligns_backwards(real_data):

@@ -24,18 +24,25 @@ Numbers. HTX sends prices and sizes as JSON numbers printed from binary doubles
 EXACTLY as the literal text: msgspec's ``float_hook`` receives the raw literal
 of every untyped float, which is kept as is unless it has an exponent, a sign or
 more than 19 characters, in which case it goes through ``Decimal`` and
-``arbwire.numbers.plain_text`` (results cached: prices repeat frame to frame).
-Measured on 300-level depth frames, decode + plain text, this machine, for
-BTC-like prices / the real capture's small-price frames (37 % exponent
-literals): msgspec into ``Decimal`` then text 224 / 174 us (and it would still
-need sign checks, it accepts ``"NaN"`` and ``-1``); ``msgspec.Raw`` per number
-141 / 212 us; this module, every check included, 130 / 140 us warm (155 / 170
-cold). To keep that path fast and still refuse anything that is not a
-non-negative JSON number, the level arrays are first cut out as ``msgspec.Raw``:
-when their bytes hold no ``"``, ``E``, ``e`` or ``-`` every value is a plain
-non-negative number literal (JSON grammar) and only ``int`` or overlong values
-need touching; otherwise every value is checked one by one, and a JSON string
-(``"9138.6"``) is told from a float literal by a marker ``str`` subclass.
+``arbwire.numbers.plain_text``.
+
+Level arrays are cut out as ``msgspec.Raw`` and decoded in one msgspec call
+(``_levels``). Digits and dots only: ``float_hook=str``, every literal is its own
+text. Otherwise the hook is a lookup in a table from literal to text
+(``_LiteralTexts``), so a literal seen before (prices and most sizes of a book
+repeat from frame to frame) costs a dict hit inside msgspec and only a new one runs
+Python. Counting ``"``, ``[`` and ``.`` in the bytes then shows whether every value
+was a float literal; ints (``mbp`` sends ``0`` and ``9144``) take one pass through
+``_number``, and anything else, including every error, goes to ``_levels_careful``,
+the reference, which checks each value on its own and tells a JSON string
+(``"9138.6"``) from a float literal by a marker ``str`` subclass. Measured on the
+292 real ``depth.step0`` frames (``bench/htx_decode.py``, minimum of 30 runs):
+before, msgspec parsed the arrays in 15 us/frame, the float hook added 15 and the
+Python step per value 55 (levels 88 us/frame, the whole ``on_frame`` 119 with 16
+of gunzip and 9 of envelope and tick); now levels take 41 (59 from empty tables)
+and ``on_frame`` 74. On synthetic 150-level arrays where every size is new:
+digits and dots 32 us against 37; exponent prices 66 against 68 (a new literal's
+Python call costs what the careful step did).
 
 Sizes with more than 18 decimals (float noise such as ``1.2345678901234567E-5``)
 are rounded half-even to 18 decimals, the engine's exact resolution
@@ -157,8 +164,12 @@ _LEVELS = msgspec.json.Decoder(list[tuple[Any, Any]], float_hook=str)
 _LEVELS_CHECKED = msgspec.json.Decoder(list[tuple[Any, Any]], float_hook=_Lit)
 
 
-def _levels(raw: msgspec.Raw) -> list[Level]:
-    """``[[price, size], ...]`` JSON numbers -> exact plain decimal text levels."""
+def _levels_careful(raw: msgspec.Raw | bytes) -> list[Level]:
+    """``[[price, size], ...]`` JSON numbers -> exact plain decimal text levels, any input.
+
+    The reference for ``_levels``, and where it sends everything it is not sure of:
+    the level text and the error of every input come from here.
+    """
     if not raw:
         return []
     data = bytes(raw)
@@ -172,6 +183,91 @@ def _levels(raw: msgspec.Raw) -> list[Level]:
         if p.__class__ is not str or s.__class__ is not str or len(p) > 19 or len(s) > 19:
             levels[i] = (_plain(p, False), _plain(s, True))
     return levels
+
+
+class _Undecided(Exception):
+    """A literal whose text depends on being a price or a size, or that is refused."""
+
+
+class _LiteralTexts(dict[str, str]):
+    """Float literal -> the text ``_plain`` gives it, for literals where price and size agree.
+
+    Its ``__getitem__`` is the ``float_hook`` of ``_LEVELS_TEXT``: a hit never runs
+    Python code, which is what makes exponent-heavy books cheap (small-price symbols
+    print every price as ``9.121E-7``, and a book barely moves from frame to frame).
+    Literals whose text would differ by role (more than 18 decimals) or that
+    ``_plain`` refuses raise ``_Undecided`` and never enter the table.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, literal: str) -> str:
+        if len(literal) <= 19 and literal[0] != "-" and "E" not in literal and "e" not in literal:
+            text = literal
+        else:
+            try:
+                # a price's text is a size's text unless it has more than 18 decimals,
+                # which raises here for a price
+                text = _NORMALIZED.get(literal) or _normalize(literal, False)
+            except (ValueError, ArithmeticError):
+                raise _Undecided(literal) from None
+        if len(self) >= _TEXTS_MAX:
+            self.clear()
+        self[literal] = text
+        return text
+
+
+_TEXTS_MAX = 1 << 15  # emptied when full: ~0.9 ms at this size, once per 32k new literals
+_TEXTS = _LiteralTexts()
+_LEVELS_TEXT = msgspec.json.Decoder(list[tuple[Any, Any]], float_hook=_TEXTS.__getitem__)
+_PLAIN_CHARS = bytes.maketrans(b"0123456789.", b"0" * 11)
+_OVERLONG = b"0" * 20  # a literal of 20+ characters, once ``_PLAIN_CHARS`` is applied
+
+
+def _levels(raw: msgspec.Raw) -> list[Level]:
+    """``[[price, size], ...]`` JSON numbers -> exact plain decimal text levels.
+
+    The same text and the same errors as ``_levels_careful``, with no Python step
+    per value when the bytes show every value is a float literal with a dot (how
+    HTX prints its doubles: ``61234.5``, ``9.121E-7``, ``4.0E7``): no JSON string
+    (``"``), no array inside a level (``[`` count) and two dots per level. Other
+    values (``0`` and ``9144`` in ``mbp`` increments, ``null``) take one pass over
+    the levels; anything else and every error go to the careful path.
+    """
+    if not raw:
+        return []
+    data = bytes(raw)
+    if b'"' in data:
+        return _levels_careful(data)
+    try:
+        if b"E" in data or b"e" in data or b"-" in data or _OVERLONG in data.translate(_PLAIN_CHARS):
+            levels = _LEVELS_TEXT.decode(data)
+        else:
+            # short digits-and-dot literals are their own text, and most are new
+            # (sizes), so no table: ``float_hook=str`` costs nothing per value
+            levels = _LEVELS.decode(data)
+    except (_Undecided, msgspec.DecodeError):
+        return _levels_careful(data)
+    n = len(levels)
+    if data.count(b"[") != n + 1:  # an array inside a level: the careful path words the error
+        return _levels_careful(data)
+    if data.count(b".") != 2 * n:
+        _other_values(levels)
+    return levels
+
+
+def _other_values(levels: list[Any]) -> None:
+    """Pass values that are not float literals (ints, ``null``, bools) through ``_number``.
+
+    Every ``str`` in ``levels`` is already final text, so the first error raised
+    here is the first ``_levels_careful`` raises on the same levels.
+    """
+    for i, (p, s) in enumerate(levels):
+        if p.__class__ is not str or s.__class__ is not str:
+            levels[i] = (
+                p if p.__class__ is str else _number(p, False),
+                s if s.__class__ is str else _number(s, True),
+            )
 
 
 # -- wire structs ----------------------------------------------------------------
