@@ -76,10 +76,10 @@ from typing import Any
 
 import msgspec
 
-from arbwire.model import BookUpdate, Level, Quote, Side, Trade
+from arbwire.model import BUY, SELL, BookUpdate, Level, Quote, Trade
 from arbwire.numbers import SCALE_DIGITS, plain_text
 from arbwire.symbols import GluedSymbols
-from arbwire.sync import PrevIdChain, SequenceRule, Verdict
+from arbwire.sync import APPLY, GAP, STALE, PrevIdChain, SequenceRule, Verdict
 from arbwire.venues.base import Action, Endpoints, Output, Reconnect, Send, VenueSession
 
 HTX = Endpoints("wss://api.huobi.pro", "https://api.huobi.pro")
@@ -347,10 +347,10 @@ class HtxMbpRule(PrevIdChain):
 
     def first(self, snap_id: int, upd: BookUpdate) -> Verdict:
         if upd.last_id <= snap_id:
-            return Verdict.STALE
+            return STALE
         if upd.prev_id == snap_id:
-            return Verdict.APPLY
-        return Verdict.GAP
+            return APPLY
+        return GAP
 
 
 class HtxDepthRule(SequenceRule):
@@ -638,9 +638,9 @@ class HtxSession(VenueSession):
             out: list[Output] = []
             for tr in tick.data:
                 if tr.direction == "buy":
-                    side = Side.BUY
+                    side = BUY
                 elif tr.direction == "sell":
-                    side = Side.SELL
+                    side = SELL
                 else:
                     raise ValueError(f"trade direction {tr.direction!r}")
                 out.append(

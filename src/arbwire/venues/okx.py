@@ -31,7 +31,7 @@ import msgspec
 from arbwire.book import C_EXTENSION, L2Book
 from arbwire.model import BookUpdate, Level, Quote, Side, Trade
 from arbwire.symbols import SymbolMap
-from arbwire.sync import SequenceRule, Verdict
+from arbwire.sync import APPLY, GAP, STALE, SequenceRule, Verdict
 from arbwire.venues.base import (
     Action,
     Endpoints,
@@ -172,21 +172,21 @@ class OkxRule(SequenceRule):
     def first(self, snap_id: int, upd: BookUpdate) -> Verdict:
         prev, seq = upd.prev_id, upd.last_id
         if prev == snap_id:
-            return Verdict.APPLY
+            return APPLY
         if prev < snap_id:
             if seq <= snap_id:
-                return Verdict.STALE
+                return STALE
             if not self.snapshot_in_stream:
-                return Verdict.APPLY  # prevSeqId < snapshot seqId < seqId
-        return Verdict.GAP
+                return APPLY  # prevSeqId < snapshot seqId < seqId
+        return GAP
 
     def next(self, last_id: int, upd: BookUpdate) -> Verdict:
         prev = upd.prev_id
         if prev == last_id:
-            return Verdict.APPLY
+            return APPLY
         if prev < last_id and upd.last_id <= last_id:
-            return Verdict.STALE
-        return Verdict.GAP
+            return STALE
+        return GAP
 
     def _checksum_py(self, book: L2Book) -> int:
         """The reference: ``okx_checksum`` over the book's top levels as text."""
