@@ -295,7 +295,8 @@ class Engine:
         await self.rest.close()
 
     async def _fold_latency(self) -> None:
-        """Fold latency samples often, so each fold is a short pause (~0.3 ms at 10k msg/s)."""
+        """Fold latency samples often: frames that arrive during a fold wait for it, so each
+        fold stays short (~2 µs at 10k msg/s in C, ~0.3 ms with the Python fallback)."""
         while True:
             await asyncio.sleep(0.05)
             for latency in self.latency.values():
