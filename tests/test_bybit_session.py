@@ -565,3 +565,198 @@ def test_json_shaped_garbage_never_raises(frames, topic, kind, data, extra):
     # the session keeps working: the real delta still decodes
     (upd,) = session.on_frame(frames[1], 3)
     assert isinstance(upd, BookUpdate) or isinstance(upd, BadFrame) and "regression" in upd.reason
+
+
+# -- one-pass typed decoding ----------------------------------------------------------
+
+
+def _counting(session: BybitSession) -> list[bytes]:
+    """Make ``session`` record every frame its typed union hands to the two-step path."""
+    fallbacks: list[bytes] = []
+    two_step = session._two_step
+
+    def counting(payload: bytes, recv_ns: int):
+        fallbacks.append(payload)
+        return two_step(payload, recv_ns)
+
+    session._two_step = counting  # type: ignore[method-assign]
+    return fallbacks
+
+
+def _same_state(typed: BybitSession, reference: BybitSession) -> None:
+    a, b = typed.stats, reference.stats
+    assert (a.bad_frames, a.venue_errors, a.unknown, a.by_reason) == (b.bad_frames, b.venue_errors, b.unknown, b.by_reason)
+    assert typed.regressions == reference.regressions and typed.pongs == reference.pongs
+    assert typed._book_last == reference._book_last and typed._tickers == reference._tickers
+    assert (typed.acked, typed.rejected) == (reference.acked, reference.rejected)
+
+
+@pytest.mark.parametrize(
+    ("category", "depth", "bbo"), [("spot", 50, False), ("spot", 50, True), ("linear", 50, False)]
+)
+def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(frames, category, depth, bbo):
+    """The one-pass tagged union is a fast path only: on the real frames it must give exactly
+    what the envelope-then-data decode gives, and take none of them to the fallback."""
+    typed = BybitSession(["BTC-USDT", "ETH-USDT"], category=category, depth=depth, bbo=bbo)
+    reference = BybitSession(["BTC-USDT", "ETH-USDT"], category=category, depth=depth, bbo=bbo)
+    fallbacks = _counting(typed)
+    events = 0
+    for i, frame in enumerate(frames):
+        got = typed.on_frame(frame, i)
+        assert got == reference._two_step(frame, i)
+        events += len(got)
+    assert fallbacks == [] and events == len(frames)
+    _same_state(typed, reference)
+    assert typed.stats.bad_frames == 0 and typed.stats.frames == len(frames)
+
+
+SPOT_TRADES = (
+    b'{"topic":"publicTrade.BTCUSDT","ts":1672304486868,"type":"snapshot","data":['
+    b'{"i":"2290000001190010739","T":1672304486865,"p":"16578.50","v":"0.001","S":"Buy","seq":1783284617,"s":"BTCUSDT","BT":false,"RPI":false},'
+    b'{"i":"2290000001190010740","T":1672304486866,"p":"16578.00","v":"0.5","S":"Sell","seq":1783284617,"s":"BTCUSDT","BT":false,"RPI":false}]}'
+)
+SPOT_TICKER = (
+    b'{"topic":"tickers.BTCUSDT","ts":1673853746003,"type":"snapshot","cs":2588407389,"data":{"symbol":"BTCUSDT",'
+    b'"lastPrice":"21109.77","highPrice24h":"21426.99","lowPrice24h":"20575","prevPrice24h":"20704.93",'
+    b'"volume24h":"6780.866843","turnover24h":"141946527.22907118","price24hPcnt":"0.0196","usdIndexPrice":"21120.2400136"}}'
+)
+
+
+def _corpus(frames: list[bytes]) -> list[tuple[bytes, bool]]:
+    """Frames in every shape a spot session meets, each with whether the union has a type
+    for it (True) or it must take the two-step path (False)."""
+    snap, delta = frames
+    bbo = _book_frame("BTCUSDT", "snapshot", 77, [("75848.74", "0.067669")], [("75848.75", "0.7")], depth=1, ts=5)
+    raw = _raw(delta)
+    key_order = msgspec.json.encode({"ts": raw["ts"], "type": "delta", "data": raw["data"], "topic": raw["topic"]})
+    dup_data = delta[:-1] + b',"data":' + msgspec.json.encode(dict(raw["data"], u=2876702)) + b"}"
+    return [
+        (snap, True),
+        (_retopic(delta, "BTCUSDT", u=2876690), True),  # regression: BadFrame + resubscribe, from the typed path
+        (snap, True),
+        (delta, True),
+        (key_order, True),  # the tag need not come first
+        (dup_data, True),  # a repeated key: the last one counts, as in the envelope
+        (_book_frame("BTCUSDT", "partial", 5), True),  # bad book type, named by the shared handler
+        (SPOT_TRADES, True),
+        (SPOT_TICKER, True),
+        (bbo, True),
+        (b'{"topic":"tickers.BTCUSDT","ts":1,"type":"update","data":{}}', True),  # bad ticker type
+        # frames the union has no type for
+        (b'{"success":true,"ret_msg":"subscribe","conn_id":"c","req_id":"1","op":"subscribe"}', False),
+        (b'{"success":true,"ret_msg":"pong","conn_id":"0970e817","op":"ping"}', False),
+        (b'{"req_id":"","op":"pong","args":["1675418560633"],"conn_id":"x"}', False),
+        (b'{"success":false,"ret_msg":"Invalid symbol :[orderbook.50.XXXUSDT]","conn_id":"c","op":"subscribe"}', False),
+        (_retopic(snap, "SOLUSDT"), False),  # a symbol the session was not built for
+        (b'{"topic":"kline.1.BTCUSDT","ts":1,"type":"snapshot","data":[]}', False),
+        (b'{"topic":"orderbook.200.BTCUSDT","ts":1,"type":"snapshot","data":{"b":[],"a":[],"u":1}}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta"}', False),  # no data
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta","data":null}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":"1","type":"delta","data":{"b":[],"a":[],"u":5}}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta","data":{"b":[["1"]],"a":[],"u":5}}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta","data":{"b":[],"a":[],"u":"5"}}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta","req_id":[1],"data":{"b":[],"a":[],"u":5}}', False),
+        (b'{"topic":"orderbook.50.BTCUSDT","topic":"tickers.BTCUSDT","ts":1,"data":{}}', False),
+        (b'{"topic":"publicTrade.BTCUSDT","ts":1,"type":"snapshot","data":[{"T":1,"S":"Up","v":"1","p":"1","i":"1"}]}', False),
+        (b'{"topic":"tickers.BTCUSDT","ts":1,"type":"delta","data":{"bid1Price":17215.5}}', False),
+        (b'{"topic":null,"data":{}}', False),
+        (b'{"hello":"world"}', False),
+        (b"[1,2,3]", False),
+        (b"", False),
+        (snap[: len(snap) // 2], False),
+        (delta[:-1], False),
+    ]
+
+
+def test_every_frame_the_union_has_no_type_for_and_only_those_take_the_two_step_path(frames):
+    typed = BybitSession(["BTC-USDT"])
+    reference = BybitSession(["BTC-USDT"])
+    fallbacks = _counting(typed)
+    for i, (frame, has_type) in enumerate(_corpus(frames)):
+        before = len(fallbacks)
+        assert typed.on_frame(frame, i) == reference._two_step(frame, i), frame[:120]
+        assert (len(fallbacks) == before) is has_type, frame[:120]
+        _same_state(typed, reference)
+    assert len(fallbacks) == sum(not t for _, t in _corpus(frames))
+    assert typed.stats.bad_frames > 15 and typed.regressions == 1 and typed.pongs == 2
+
+
+def test_a_malformed_push_gets_the_reason_of_the_two_step_path(frames):
+    """The reason names the field inside ``data`` ($.u), as the payload decoder sees it."""
+    session = BybitSession(["BTC-USDT"])
+    (bad,) = session.on_frame(b'{"topic":"orderbook.50.BTCUSDT","ts":1,"type":"delta","data":{"b":[],"a":[],"u":"5"}}', 1)
+    assert isinstance(bad, BadFrame) and bad.reason == "decode: Expected `int`, got `str` - at `$.u`"
+    (bad,) = session.on_frame(b'{"topic":"publicTrade.BTCUSDT","ts":1,"data":[{"T":1,"S":"Up","v":"1","p":"1","i":"1"}]}', 1)
+    assert isinstance(bad, BadFrame) and "$[0].S" in bad.reason
+    (bad,) = session.on_frame(b'{"topic":"tickers.BTCUSDT","ts":1,"type":"snapshot"}', 1)
+    assert isinstance(bad, BadFrame) and bad.reason == "no data: tickers.BTCUSDT"
+    assert session.stats.bad_frames == 3
+    (snap,) = session.on_frame(frames[0], 2)
+    assert isinstance(snap, BookUpdate) and snap.is_snapshot
+
+
+def test_typed_topics_follow_the_session_options():
+    def routes(session: BybitSession) -> dict[str, str]:
+        return {cls.__struct_config__.tag: symbol for cls, (_, symbol) in session._typed.items()}
+
+    assert routes(BybitSession(["BTC-USDT"], depth=1)) == dict.fromkeys(
+        ["orderbook.1.BTCUSDT", "publicTrade.BTCUSDT", "tickers.BTCUSDT"], "BTC-USDT"
+    )
+    assert routes(BybitSession(["BTC-USDT", "BTC-USDT"], depth=200)) == dict.fromkeys(
+        ["orderbook.200.BTCUSDT", "orderbook.1.BTCUSDT", "publicTrade.BTCUSDT", "tickers.BTCUSDT"], "BTC-USDT"
+    )
+    assert set(routes(BybitSession(["ETH-USDT"], category="linear")).values()) == {"ETH-USDT-PERP"}
+
+
+def test_a_session_with_no_symbols_still_reads_every_frame():
+    """No symbols, no typed topics: every frame takes the two-step path, which decodes any symbol."""
+    session = BybitSession([])
+    fallbacks = _counting(session)
+    assert session.on_frame(b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}', 1) == []
+    (bad,) = session.on_frame(b'{"topic":"","ts":1,"data":{}}', 1)
+    assert isinstance(bad, BadFrame) and "unknown topic" in bad.reason
+    t1, t2 = session.on_frame(SPOT_TRADES, 1)
+    assert isinstance(t1, Trade) and t1.symbol == t2.symbol == "BTC-USDT"
+    assert session.pongs == 1 and len(fallbacks) == 3
+
+
+_level = st.tuples(st.sampled_from(["1", "2.5", "3"]), st.sampled_from(["0", "1"])).map(list)
+_book_data = st.fixed_dictionaries(
+    {"b": st.lists(_level, max_size=2), "a": st.lists(_level, max_size=2), "u": st.integers(0, 4)},
+    optional={"seq": st.integers(0, 4), "s": st.just("BTCUSDT")},
+)
+_trade_data = st.lists(
+    st.fixed_dictionaries({"T": st.integers(0, 3), "S": st.sampled_from(["Buy", "Sell"]), "v": st.just("1"),
+                           "p": st.just("2"), "i": st.just("3")}),
+    max_size=2,
+)  # fmt: skip
+_ticker_data = st.dictionaries(
+    st.sampled_from(["bid1Price", "bid1Size", "ask1Price", "ask1Size", "lastPrice"]), st.sampled_from(["1", "2"]), max_size=5
+)
+_data_for = {"orderbook.50.BTCUSDT": _book_data, "orderbook.1.BTCUSDT": _book_data,
+             "publicTrade.BTCUSDT": _trade_data, "tickers.BTCUSDT": _ticker_data}  # fmt: skip
+
+
+@st.composite
+def _push(draw: st.DrawFn) -> bytes:
+    """A push on one of the session's topics: mostly well formed, each part sometimes not."""
+    topic = draw(st.sampled_from(sorted(_data_for)))
+    frame = {"topic": topic, "type": draw(st.sampled_from(["snapshot", "delta", "delta", "x", None]))}
+    frame["ts"] = draw(st.sampled_from([0, 1, 2, 3, 4, "1"]))
+    frame["data"] = draw(_data_for[topic] if draw(st.integers(0, 4)) else st.one_of(*_data_for.values(), _json))
+    for key in draw(st.sets(st.sampled_from(["success", "op", "req_id"]), max_size=2)):
+        frame[key] = draw(st.sampled_from([None, True, "1", 1, [1]]))
+    return msgspec.json.encode(frame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_push(), min_size=1, max_size=8))
+def test_typed_path_equals_the_reference_on_any_sequence_of_pushes(pushes):
+    """Whatever the values, a session on the typed path ends every frame in the same state with
+    the same outputs as one fed only through the reference path (the book and ticker state
+    carries over between frames, so sequences, not single frames)."""
+    typed = BybitSession(["BTC-USDT"], bbo=True)
+    reference = BybitSession(["BTC-USDT"], bbo=True)
+    for i, frame in enumerate(pushes):
+        assert typed.on_frame(frame, i) == reference._two_step(frame, i), frame
+        _same_state(typed, reference)

@@ -220,3 +220,31 @@ def test_synced_books_agree_with_spot_tickers(real_data):
         feed.on_frame(r.payload, r.recv_ns)
     assert compared == 21
     assert agree >= 17, (agree, compared)
+
+
+def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(real_data):
+    """The one-pass tagged union is a fast path only: on every frame of the capture it gives
+    exactly what the envelope-then-result decode gives; only the acknowledgements, whose
+    ``result`` is not their channel's, take the two-step path."""
+    frames = [r.payload for r in _records(real_data) if r.kind is Kind.RECV]
+    typed = GateioSession(SYMBOLS, book_channel="order_book_update")
+    reference = GateioSession(SYMBOLS, book_channel="order_book_update")
+    fallbacks: list[bytes] = []
+    two_step = typed._two_step
+
+    def counting(payload: bytes, recv_ns: int):
+        fallbacks.append(payload)
+        return two_step(payload, recv_ns)
+
+    typed._two_step = counting  # type: ignore[method-assign]
+    events = 0
+    for i, frame in enumerate(frames):
+        got = typed.on_frame(frame, i)
+        assert got == reference._two_step(frame, i), frame[:120]
+        events += len(got)
+    acks = [f for f in frames if msgspec.json.decode(f).get("event") in ("subscribe", "unsubscribe")]
+    assert fallbacks == acks and len(acks) == 22
+    assert events == 172 + 9  # every book diff and trade
+    assert typed.stats.unknown == reference.stats.unknown == 36  # tickers, candlesticks: typed too
+    assert typed.stats.bad_frames == reference.stats.bad_frames == 0
+    assert typed.stats.frames == len(frames)

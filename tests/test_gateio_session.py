@@ -583,3 +583,155 @@ def test_wrong_shapes_on_known_channels_never_raise(channel, result):
         out = session.on_frame(payload, T0)  # must not raise
         assert session.stats.frames == 1
         assert session.stats.bad_frames == sum(isinstance(o, BadFrame) for o in out)
+
+
+# -- one-pass typed decoding ----------------------------------------------------------------
+def _counting(session: GateioSession) -> list[bytes]:
+    """Make ``session`` record every frame its typed path hands to the two-step path."""
+    fallbacks: list[bytes] = []
+    two_step = session._two_step
+
+    def counting(payload: bytes, recv_ns: int):
+        fallbacks.append(payload)
+        return two_step(payload, recv_ns)
+
+    session._two_step = counting  # type: ignore[method-assign]
+    return fallbacks
+
+
+def _same_state(typed: GateioSession, reference: GateioSession) -> None:
+    a, b = typed.stats, reference.stats
+    assert (a.bad_frames, a.venue_errors, a.unknown, a.by_reason) == (b.bad_frames, b.venue_errors, b.unknown, b.by_reason)
+    assert (typed.pongs, typed.last_pong_ns, typed._requests) == (reference.pongs, reference.last_pong_ns, reference._requests)
+
+
+BOOK_TICKER = (
+    b'{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update",'
+    b'"result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"19177.79","B":"0.0003341504",'
+    b'"a":"19179.38","A":"0.09"}}'
+)
+TRADE = (
+    b'{"time":1606292218,"time_ms":1606292218231,"channel":"spot.trades","event":"update",'
+    b'"result":{"id":309143071,"id_market":5736713,"create_time":1606292218,'
+    b'"create_time_ms":"1606292218213.4578","side":"sell","currency_pair":"BTC_USDT",'
+    b'"amount":"16.4700000000","price":"0.4705000000","range":"2390902-2390902"}}'
+)
+
+
+def _corpus(real_data) -> list[tuple[bytes, bool]]:
+    """Frames in every shape an obu session meets, each with whether the typed path handles
+    it (True) or it goes to the two-step path (False)."""
+    full, inc = _fixture(real_data)
+    result = {"t": 1, "full": True, "s": "ob.BTC_USDT.50", "u": 5, "b": [], "a": []}
+    data = [
+        (_obu(full), True),
+        (_obu(inc), True),
+        (_obu(inc, real_shape=False), True),  # the docs' envelope: no event
+        (b'{"time":1,"time_ms":2,"channel":"spot.obu","event":"update","result":' + json.dumps(inc).encode() + b"}", True),
+        (BOOK_TICKER, True),
+        (TRADE, True),
+        (b'{"time":1,"channel":"spot.tickers","event":"update","result":{"currency_pair":"BTC_USDT","last":"1"}}', True),
+        (b'{"time":1,"channel":"spot.candlesticks","event":"update","result":null}', True),
+        (b'{"channel":"spot.order_book_update","event":"update","result":{"s":"BTC_USDT","U":1,"u":1}}', True),
+        (b'{"channel":"spot.orders","event":"update"}', True),  # ignored, and no result needed
+        # acknowledgements, errors, pongs, upgrade requests
+        (b'{"time":1,"channel":"spot.obu","event":"subscribe","payload":["ob.BTC_USDT.50"],"result":{"status":"success"}}', False),
+        (b'{"time":1,"channel":"spot.tickers","event":"subscribe","result":{"status":"success"}}', False),
+        (b'{"time":1,"channel":"spot.obu","event":"subscribe","payload":["ob.NOPE_USD.50"],'
+         b'"error":{"code":2,"message":"Invalid argument provided"},"result":{"status":"fail"}}', False),
+        (msgspec.json.encode({"channel": "spot.obu", "event": "update", "error": {"code": 3}, "result": result}), False),
+        (msgspec.json.encode({"channel": "spot.obu", "event": "unsubscribe", "result": result}), False),
+        (msgspec.json.encode({"channel": "spot.obu", "event": "upgrade", "result": result}), False),  # data, as before
+        (b'{"time":1,"channel":"spot.tickers","event":"upgrade"}', False),  # a reconnect, as before
+        (b'{"time":1,"time_ms":1000,"channel":"","event":"upgrade"}', False),
+        (b'{"time":1757377585,"channel":"spot.pong","event":"","error":null,"result":null}', False),
+        (msgspec.json.encode({"channel": "spot.obu", "result": result, "id": [1]}), False),
+    ]
+    return data + [(frame, False) for frame in BAD_FRAMES.values()]  # every error path is the reference's
+
+
+def test_only_frames_the_union_has_no_type_for_take_the_two_step_path(real_data):
+    typed = GateioSession(["BTC-USDT"])
+    reference = GateioSession(["BTC-USDT"])
+    typed.on_open(T0)
+    reference.on_open(T0)
+    fallbacks = _counting(typed)
+    corpus = _corpus(real_data)
+    for i, (frame, has_type) in enumerate(corpus):
+        before = len(fallbacks)
+        assert typed.on_frame(frame, T0 + i) == reference._two_step(frame, T0 + i), frame[:120]
+        assert (len(fallbacks) == before) is has_type, frame[:120]
+        _same_state(typed, reference)
+    assert len(fallbacks) == sum(not t for _, t in corpus)
+    assert typed.stats.bad_frames == len(BAD_FRAMES) + 1 and typed.stats.venue_errors == 2 and typed.pongs == 1
+
+
+@pytest.mark.parametrize("mode", ["obu", "order_book_update"])
+def test_typed_members_are_the_data_and_ignored_channels(mode):
+    session = GateioSession(["BTC-USDT"], book_channel=mode, ignored_channels={"spot.tickers", "spot.trades", "spot.pong"})
+    tags = {cls.__struct_config__.tag for cls in session._typed}
+    book, other = ("spot.obu", "spot.order_book_update") if mode == "obu" else ("spot.order_book_update", "spot.obu")
+    # a handled channel is never ignored; the pong is always left to _control
+    assert tags == {book, "spot.book_ticker", "spot.trades", "spot.tickers", other}
+
+
+def test_a_malformed_push_gets_the_reason_of_the_two_step_path():
+    session = GateioSession(["BTC-USDT"])
+    (bad,) = session.on_frame(BAD_FRAMES["U as text"], T0)
+    assert bad.reason == "decode: Expected `int`, got `str` - at `$.U`"  # the path inside result
+    (bad,) = session.on_frame(BAD_FRAMES["bad pair"], T0)
+    assert bad.reason.startswith("symbol: ")
+    (bad,) = session.on_frame(BAD_FRAMES["increment without U"], T0)
+    assert bad.reason == "invalid: spot.obu increment without U"
+    (bad,) = session.on_frame(BAD_FRAMES["trade time"], T0)
+    assert bad.reason.startswith("invalid: not a time in ms")
+    assert session.stats.bad_frames == 4 and session.stats.by_reason == {"decode": 1, "symbol": 1, "invalid": 2}
+
+
+_RESULTS = {
+    "spot.obu": st.fixed_dictionaries(
+        {"s": st.sampled_from(["ob.BTC_USDT.50", "ob.ETH_USDT.400", "ob.BTCUSDT.50"]), "u": st.integers(0, 3)},
+        optional={"U": st.integers(0, 3), "full": st.booleans(), "t": st.integers(0, 3),
+                  "b": st.just([["1", "2"]]), "a": st.just([])},
+    ),
+    "spot.order_book_update": st.fixed_dictionaries(
+        {"s": st.sampled_from(["BTC_USDT", "BTCUSDT"]), "U": st.integers(0, 3), "u": st.integers(0, 3)},
+        optional={"full": st.booleans(), "b": st.just([["1", "2"]])},
+    ),
+    "spot.book_ticker": st.fixed_dictionaries(
+        {k: st.sampled_from(["BTC_USDT", "1"]) for k in ("s", "b", "B", "a", "A")}, optional={"u": st.integers(0, 3)}
+    ),
+    "spot.trades": st.fixed_dictionaries(
+        {"id": st.integers(0, 3), "currency_pair": st.sampled_from(["BTC_USDT", "X"]), "side": st.sampled_from(["buy", "sell"]),
+         "amount": st.just("1"), "price": st.just("2"), "create_time_ms": st.sampled_from(["1.5", "1", 7, "x"])}
+    ),
+}  # fmt: skip
+
+
+@st.composite
+def _gate_frame(draw: st.DrawFn) -> bytes:
+    """A frame on any channel: mostly a well-formed push, each part sometimes not."""
+    others = ["spot.tickers", "spot.pong", "spot.nonsense", ""]
+    channel = draw(st.sampled_from(list(_RESULTS) if draw(st.integers(0, 3)) else others))
+    frame: dict = {"time": 1, "channel": channel}
+    if draw(st.integers(0, 3)):
+        frame["event"] = "update"
+    elif draw(st.booleans()):
+        frame["event"] = draw(st.sampled_from(["", "subscribe", "unsubscribe", "upgrade"]))
+    if draw(st.integers(0, 5)):
+        frame["result"] = draw(_RESULTS.get(channel, _VALUE) if draw(st.integers(0, 4)) else _VALUE)
+    for key, values in (("error", [None, {"code": 2, "message": "unknown currency pair BTC_USDT"}, "x"]),
+                        ("payload", [None, ["ob.BTC_USDT.50"], [1]]), ("id", [None, 1, "a", [1]])):  # fmt: skip
+        if not draw(st.integers(0, 5)):
+            frame[key] = draw(st.sampled_from(values))
+    return msgspec.json.encode(frame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["obu", "order_book_update"]), st.lists(_gate_frame(), min_size=1, max_size=6))
+def test_typed_path_equals_the_reference_on_any_frame(mode, frames):
+    typed = GateioSession(["BTC-USDT"], book_channel=mode)
+    reference = GateioSession(["BTC-USDT"], book_channel=mode)
+    for i, frame in enumerate(frames):
+        assert typed.on_frame(frame, T0 + i) == reference._two_step(frame, T0 + i), frame
+        _same_state(typed, reference)
