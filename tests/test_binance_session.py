@@ -163,3 +163,20 @@ def test_a_session_with_no_symbols_still_reads_control_frames():
     assert session.stats.unknown == 1 and session.stats.bad_frames == 0
     (bad,) = session.on_frame(b'{"stream":"btcusdt@trade","data":{"e":"trade"}}', 1)
     assert isinstance(bad, BadFrame) and "symbol" not in bad.reason
+
+
+def test_the_union_refuses_what_the_two_step_path_refuses():
+    frame = b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"a":5,"p":"1","q":"1","T":1,"m":true},'
+    for extra in (b'"id":[1]}', b'"code":"x"}', b'"msg":5}'):
+        fast, ref = BinanceSession(["BTC-USDT"]), BinanceSession(["BTC-USDT"])
+        (got,) = fast.on_frame(frame + extra, 1)
+        assert isinstance(got, BadFrame) and got == ref._two_step(frame + extra, 1)[0]
+    (ok,) = BinanceSession(["BTC-USDT"]).on_frame(frame + b'"id":7}', 1)
+    assert isinstance(ok, Trade) and ok.trade_id == "5"
+
+
+def test_a_symbol_given_twice_is_one_set_of_streams():
+    session = BinanceSession(["BTC-USDT", "BTC-USDT"])
+    (q,) = session.on_frame(b'{"stream":"btcusdt@bookTicker","data":{"u":5,"s":"BTCUSDT","b":"1","B":"2",'
+                            b'"a":"3","A":"4"}}', 1)
+    assert isinstance(q, Quote) and q.symbol == "BTC-USDT"

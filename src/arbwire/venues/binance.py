@@ -70,6 +70,17 @@ class _Frame(msgspec.Struct):
     e: str | None = None
 
 
+# The envelope's other fields, typed as in _Frame, so the union refuses every frame the
+# two-step path refuses (a malformed "id" beside good data is a bad frame on both).
+_ENVELOPE: list[tuple[str, Any, Any]] = [
+    ("result", Any, None),
+    ("id", int | str | None, None),
+    ("code", int | None, None),
+    ("msg", str | None, None),
+    ("e", str | None, None),
+]
+
+
 class SpotRule(SequenceRule):
     """§1.7: first diff straddles lastUpdateId+1, then each U == previous u + 1."""
 
@@ -167,8 +178,10 @@ class BinanceSession(VenueSession):
                 ("aggTrade", _KIND_AGG, _Trade),
             ):
                 stream = f"{name}@{channel}"
+                if stream in self._routes:  # a symbol given twice
+                    continue
                 cls = msgspec.defstruct(
-                    f"_{len(members)}", [("data", data)], tag_field="stream", tag=stream, gc=False
+                    f"_{len(members)}", [("data", data), *_ENVELOPE], tag_field="stream", tag=stream, gc=False
                 )
                 self._routes[stream] = self._typed[cls] = (kind, symbol)
                 members.append(cls)
