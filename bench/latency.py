@@ -25,8 +25,12 @@ Percentiles are over depth updates applied to a synced book (the frames that rea
 detector) and over all frames; the first 1,000 frames (connection, first sync) are left
 out. Each pass of the capture starts with a sequence jump, so the book resyncs from the
 REST snapshot once per pass (every ~3.4 s at 10k/s) and those pauses are in the figures.
+"own" is arbwire's share of each frame's latency: from the frame callback (where the
+link stamps ``recv_ns``) to the detector done; the rest is the server's write, TLS, the
+kernel and the wake-up. ``--busy-poll`` adds runs at the target rate with the loop
+never blocking (``[runtime] busy_poll``), arbwire and the floor alike.
 
-    .venv/bin/python bench/latency.py [--seconds S] [--rate 10000] [--json]
+    .venv/bin/python bench/latency.py [--seconds S] [--rate 10000] [--busy-poll] [--json]
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def sustainable(r: dict[str, Any]) -> bool:
 
 
 async def _paced(bench: Bench, rate: float, seconds: float, timeout: float, kind: str = "arbwire",
-                 no_hdr: bool = False) -> dict[str, Any]:
+                 no_hdr: bool = False, busy_poll: bool = False) -> dict[str, Any]:
     per_pass = len(bench.capture.frames)
     passes = max(1, math.ceil(rate * seconds / per_pass))
     count = passes * per_pass
@@ -65,9 +69,11 @@ async def _paced(bench: Bench, rate: float, seconds: float, timeout: float, kind
     argv = ws_client_argv(bench, kind, count, stamped=True, timeout=timeout)
     if no_hdr:
         argv.append("--no-hdr")
+    if busy_poll:
+        argv.append("--busy-poll")
     r = await run_client(bench, argv, plan, timeout)
     r["rate"] = round(rate)
-    r["kind"] = kind + (" --no-hdr" if no_hdr else "")
+    r["kind"] = kind + (" --no-hdr" if no_hdr else "") + (" --busy-poll" if busy_poll else "")
     r["sustainable"] = sustainable(r)
     return r
 
@@ -86,6 +92,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         baselines = [await _paced(bench, args.rate, args.seconds, args.timeout, kind="picows")]
         if args.diagnose and not args.no_hdr:
             baselines.append(await _paced(bench, args.rate, args.seconds, args.timeout, no_hdr=True))
+        if args.busy_poll:
+            for kind in ("arbwire", "picows"):
+                baselines.append(await _paced(bench, args.rate, args.seconds, args.timeout, kind=kind, busy_poll=True))
         trials: list[dict[str, Any]] = []
         best: dict[str, Any] | None = None
         if max_rate > args.rate and not args.skip_max:
@@ -122,7 +131,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _slim(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("kind", "rate", "sustainable", "frames", "complete", "msgs_per_s", "cpu_us_per_msg",
-            "latency_depth", "latency_all", "skipped_unsynced", "resyncs", "opportunities", "server", "error")
+            "latency_depth", "latency_all", "own_depth", "own_all", "skipped_unsynced", "resyncs", "opportunities", "server", "error")
     return {k: r[k] for k in keys if k in r}
 
 
@@ -133,8 +142,8 @@ def report(result: dict[str, Any]) -> str:
         f"burst (unpaced) throughput: {result['burst']['msgs_per_s']} msgs/s, "
         f"{result['burst']['cpu_us_per_msg']} CPU µs/msg; book loop: {result['burst'].get('book_loop')}; "
         f"load average at the end {result['load_avg_1m_at_end']}",
-        f"{'client':18} {'rate msgs/s':>11} {'frames':>8} {'CPU µs/msg':>10}  {'depth p50':>9} {'p99':>8} "
-        f"{'p99.9':>8} {'max':>8}   {'all p50':>8} {'p99':>8}  sustainable",
+        f"{'client':28} {'rate msgs/s':>11} {'frames':>8} {'CPU µs/msg':>10}  {'depth p50':>9} {'p99':>8} "
+        f"{'p99.9':>8} {'max':>8}   {'all p50':>8} {'p99':>8}   {'own p50':>7} {'p99':>7}  sustainable",
     ]
 
     def row(r: dict[str, Any] | None, label: str = "") -> None:
@@ -142,16 +151,18 @@ def report(result: dict[str, Any]) -> str:
             return
         kind = r.get("kind", "arbwire")
         if not r.get("complete"):
-            lines.append(f"{kind:18} {r.get('rate', '?'):>11} FAILED: {r.get('error') or 'incomplete'}")
+            lines.append(f"{kind:28} {r.get('rate', '?'):>11} FAILED: {r.get('error') or 'incomplete'}")
             return
         d, a = r.get("latency_depth") or {}, r["latency_all"]
         if d.get("n"):
             depth = f"{d['p50_us']:9.1f} {d['p99_us']:8.1f} {d['p99.9_us']:8.1f} {d['max_us']:8.1f}"
         else:  # the floor does not decode: no depth updates
             depth = f"{'-':>9} {'-':>8} {'-':>8} {'-':>8}"
+        o = r.get("own_all") or {}
+        own = f"{o['p50_us']:7.1f} {o['p99_us']:7.1f}" if o.get("n") else f"{'-':>7} {'-':>7}"
         lines.append(
-            f"{kind:18} {r['rate']:>11} {r['frames']:>8} {r['cpu_us_per_msg']:10.2f}  {depth}   "
-            f"{a['p50_us']:8.1f} {a['p99_us']:8.1f}  {'yes' if r['sustainable'] else 'no'} {label}"
+            f"{kind:28} {r['rate']:>11} {r['frames']:>8} {r['cpu_us_per_msg']:10.2f}  {depth}   "
+            f"{a['p50_us']:8.1f} {a['p99_us']:8.1f}   {own}  {'yes' if r['sustainable'] else 'no'} {label}"
         )
 
     row(result["at_rate"], "(target rate)")
@@ -167,6 +178,7 @@ def report(result: dict[str, Any]) -> str:
     else:
         lines.append("max sustainable rate: none above the target rate found")
     lines.append("latency in µs; depth = depth updates applied to a synced book (they reach the detector); "
+                 "own = arbwire's share: frame callback -> detector done; "
                  "picows = a bare receive loop that only reads the stamp (the floor)")
     return "\n".join(lines)
 
@@ -180,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probes", type=int, default=4, help="bisection steps for the maximum sustainable rate")
     ap.add_argument("--skip-max", action="store_true", help="only the run at --rate")
     ap.add_argument("--diagnose", action="store_true", help="also run the target rate with --no-hdr")
+    ap.add_argument("--busy-poll", action="store_true",
+                    help="also run the target rate with the loop busy polling, arbwire and the floor")
     ap.add_argument("--no-hdr", action="store_true", help="diagnostic: the client drops its latency "
                     "samples instead of folding them into HDR histograms (see docs/benchmarks.md)")
     ap.add_argument("--plain", action="store_true", help="ws:// instead of wss://")

@@ -69,6 +69,8 @@ class Counter:
         self.cpu0 = self.cpu1 = 0.0
         self.lat_all = array("q")
         self.lat_depth = array("q")
+        self.own_all = array("q")  # arbwire: frame callback -> detector done (its own share)
+        self.own_depth = array("q")
         self.skipped_unsynced = 0
         self.ru0: Any = None
         self.ru1: Any = None
@@ -106,6 +108,9 @@ class Counter:
         if self.stamped:
             out["latency_all"] = latency_summary(self.lat_all[WARMUP:])
             out["latency_depth"] = latency_summary(self.lat_depth[WARMUP_DEPTH:])
+            if self.own_all:
+                out["own_all"] = latency_summary(self.own_all[WARMUP:])
+                out["own_depth"] = latency_summary(self.own_depth[WARMUP_DEPTH:])
             out["warmup_frames"] = WARMUP
             out["skipped_unsynced"] = self.skipped_unsynced
         if extra:
@@ -141,8 +146,20 @@ class _Floor(WSListener):
             transport.disconnect()
 
 
+def _spin_forever() -> None:
+    """The floor's busy polling: the same self-rescheduling callback as arbwire.runtime.BusyPoll."""
+    loop = asyncio.get_running_loop()
+
+    def spin() -> None:
+        loop.call_soon(spin)
+
+    loop.call_soon(spin)
+
+
 async def run_picows(args: argparse.Namespace) -> dict[str, Any]:
     counter = Counter(args.count, args.stamped)
+    if args.busy_poll:
+        _spin_forever()
     transport, _ = await ws_connect(lambda: _Floor(counter), args.url, ssl_context=_client_context(args.ca),
                                     max_frame_size=64 << 20)
     with contextlib.suppress(TimeoutError):
@@ -153,7 +170,7 @@ async def run_picows(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- arbwire: the real engine ---------------------------------------------------------------------
 async def run_arbwire(args: argparse.Namespace) -> dict[str, Any]:
-    from arbwire.config import ArbConfig, Config, LinkConfig, VenueConfig
+    from arbwire.config import ArbConfig, Config, LinkConfig, RuntimeConfig, VenueConfig
     from arbwire.engine import Engine
     from arbwire.model import BookUpdate
     from arbwire.sync import BookSync, SequenceRule
@@ -164,6 +181,7 @@ async def run_arbwire(args: argparse.Namespace) -> dict[str, Any]:
         arb=ArbConfig(max_age_ms=1e12),  # the static second book never goes stale
         link=LinkConfig(dead_after_s=60.0),
         log_level="WARNING",
+        runtime=RuntimeConfig(busy_poll=args.busy_poll),
         check_instruments=False,
     )
     if args.no_hdr:  # diagnostic: latency samples are dropped instead of folded into HDR histograms
@@ -192,6 +210,7 @@ async def run_arbwire(args: argparse.Namespace) -> dict[str, Any]:
     if args.stamped:
         now = time.time_ns
         lat_all, lat_depth = counter.lat_all.append, counter.lat_depth.append
+        own_all, own_depth = counter.own_all.append, counter.own_depth.append
 
         def hooked(payload: bytes, recv_ns: int) -> list[Any]:
             actions = inner(payload, recv_ns)
@@ -199,9 +218,11 @@ async def run_arbwire(args: argparse.Namespace) -> dict[str, Any]:
             if payload[:6] == b'{"ts":':
                 lat = done - int(payload[6:STAMP_END])
                 lat_all(lat)
+                own_all(done - recv_ns)
                 if b"@depth" in payload[STAMP_END:STAMP_END + 40]:
                     if sync.synced:
                         lat_depth(lat)
+                        own_depth(done - recv_ns)
                     else:
                         counter.skipped_unsynced += 1
             tick()
@@ -242,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other-book", help="JSON snapshot registered as a second venue's book")
     ap.add_argument("--no-hdr", action="store_true",
                     help="diagnostic: drop arbwire's latency samples instead of folding them into histograms")
+    ap.add_argument("--busy-poll", action="store_true",
+                    help="the loop never blocks waiting for frames (arbwire: [runtime] busy_poll; picows: the same spin)")
     ap.add_argument("--timeout", type=float, default=300.0)
     args = ap.parse_args(argv)
     import uvloop

@@ -100,12 +100,20 @@ def _default_venues() -> dict[str, VenueConfig]:
     return {"binance": VenueConfig(), "okx": VenueConfig()}
 
 
+class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Process-wide settings the engine holds while it runs (arbwire.runtime)."""
+
+    freeze_gc: bool = True  # freeze start-up and connection objects: no 10-20 ms full collections
+    busy_poll: bool = False  # never block waiting for frames: lower latency, one core at 100%
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     venues: dict[str, VenueConfig] = msgspec.field(default_factory=_default_venues)
     arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
     link: LinkConfig = msgspec.field(default_factory=LinkConfig)
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     log_level: str = "INFO"
     check_instruments: bool = True  # load instrument lists and drop unlisted symbols
     instrument_cache_dir: str | None = None  # default ~/.cache/arbwire/instruments

@@ -38,6 +38,7 @@ from arbwire.model import (
 )
 from arbwire.net.link import Link, LinkOptions
 from arbwire.net.rest import RestClient
+from arbwire.runtime import BusyPoll, GcFreeze
 from arbwire.sinks import BoundedSink
 from arbwire.sync import BookSync
 from arbwire.venues.base import Endpoints
@@ -85,6 +86,8 @@ class Engine:
         self._config_name: dict[str, str] = {}
         self.errors: deque[VenueError] = deque(maxlen=100)
         self.started_ns = 0
+        self.gc = GcFreeze(config.runtime.freeze_gc)
+        self.busy_poll = BusyPoll() if config.runtime.busy_poll else None
         link_cfg = config.link
         self._ssl_context = ssl_context
         self._link_options = LinkOptions(
@@ -273,6 +276,9 @@ class Engine:
             await self.check_instruments()
         for sink in self.sinks:
             sink.start()
+        self.gc.start()
+        if self.busy_poll is not None:
+            self.busy_poll.start()
         tasks = [asyncio.create_task(link.run(), name=f"link-{v}") for v, link in self.links.items()]
         tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         tasks.append(asyncio.create_task(self._fold_latency(), name="latency"))
@@ -283,6 +289,9 @@ class Engine:
                 await asyncio.sleep(duration_s)
         finally:
             await self.stop(tasks)
+            if self.busy_poll is not None:
+                self.busy_poll.stop()
+            self.gc.stop()
 
     async def stop(self, tasks: list[asyncio.Task[Any]]) -> None:
         for link in self.links.values():
@@ -307,6 +316,8 @@ class Engine:
         while True:
             await asyncio.sleep(0.25)
             now = time.time_ns()
+            if not self.gc.settled and all(s.synced for f in self.feeds.values() for s in f.syncs.values()):
+                self.gc.settle()
             for opp in self.detector.expire(now):
                 self._publish_opportunity(opp)
             for venue, counters in self.counters.items():
