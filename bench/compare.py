@@ -12,9 +12,9 @@ client process at a time:
   ``/tmp/cfvenv/bin/python``; ``--setup-cryptofeed`` creates that venv with pip). Skipped
   with a message when it can't be imported.
 
-Each client runs ``--repeat`` times (the median run by throughput is reported) and
-reports frames/s and process CPU µs per frame from its first frame to its
-last. The server writes pre-framed messages as fast as the client reads them, so the
+Each client runs ``--repeat`` times, in rounds of one run per client (the machine's speed
+drifts; interleaving spreads the drift over all clients); the median run by throughput is
+reported, with frames/s and process CPU µs per frame from its first frame to its last. The server writes pre-framed messages as fast as the client reads them, so the
 client is the bottleneck. The capture is served ``--passes`` times; each pass starts
 with a sequence jump, so every client resyncs from the REST snapshot once per pass.
 
@@ -53,21 +53,28 @@ async def _run(args: argparse.Namespace, cf_python: str | None) -> dict[str, Any
     bench: Bench = await start_bench(tls=True, frames=args.frames)
     try:
         count = len(bench.capture.frames) * args.passes
+        # rounds of one run per client (picows, arbwire, cryptofeed, picows, ...), not all of one
+        # client's runs in a row: the machine's speed drifts over minutes, and interleaving
+        # spreads the drift over every client alike
+        argvs: dict[str, list[str]] = {}
         results: dict[str, Any] = {}
         for kind in args.clients:
-            gate = kind != "picows"
-            plan = Plan(passes=args.passes, mode="burst", gate=gate)
             if kind == "cryptofeed":
                 if cf_python is None:
                     results[kind] = {"skipped": args.cf_skip_reason}
                     continue
-                argv = [cf_python, str(BENCH / "cf_client.py"), "--ws", bench.server.ws_url,
-                        "--rest", bench.server.rest_url, "--count", str(count),
-                        "--timeout", str(args.timeout)]
+                argvs[kind] = [cf_python, str(BENCH / "cf_client.py"), "--ws", bench.server.ws_url,
+                               "--rest", bench.server.rest_url, "--count", str(count),
+                               "--timeout", str(args.timeout)]
             else:
-                argv = ws_client_argv(bench, kind, count, timeout=args.timeout)
-            runs = [await run_client(bench, argv, plan, args.timeout) for _ in range(args.repeat)]
-            results[kind] = median_run(runs)
+                argvs[kind] = ws_client_argv(bench, kind, count, timeout=args.timeout)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in argvs}
+        for _ in range(args.repeat):
+            for kind, argv in argvs.items():
+                plan = Plan(passes=args.passes, mode="burst", gate=kind != "picows")
+                runs[kind].append(await run_client(bench, argv, plan, args.timeout))
+        for kind in argvs:
+            results[kind] = median_run(runs[kind])
         return {
             "machine": machine(),
             "frames_per_pass": len(bench.capture.frames),
@@ -79,7 +86,7 @@ async def _run(args: argparse.Namespace, cf_python: str | None) -> dict[str, Any
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "cryptofeed_version": args.cf_version,
             "clients": results,
-            "ratios": ratios(results),
+            "ratios": {**ratios(results), **round_ratios(runs)},
         }
     finally:
         await stop_bench(bench)
@@ -112,6 +119,18 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out["throughput_floor_over_arbwire"] = round(f["msgs_per_s"] / a["msgs_per_s"], 2)
         out["cpu_arbwire_minus_floor_us"] = round(a["cpu_us_per_msg"] - f["cpu_us_per_msg"], 3)
     return out
+
+
+def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """arbwire over cryptofeed within each round (runs minutes apart see different machine
+    speeds; runs of one round see nearly the same), and the median of those."""
+    a, c = runs.get("arbwire") or [], runs.get("cryptofeed") or []
+    per_round = [round(x["msgs_per_s"] / y["msgs_per_s"], 2) for x, y in zip(a, c, strict=False)
+                 if x.get("complete") and y.get("complete") and y.get("msgs_per_s")]
+    if not per_round:
+        return {}
+    return {"throughput_arbwire_over_cryptofeed_per_round": per_round,
+            "throughput_arbwire_over_cryptofeed_round_median": sorted(per_round)[(len(per_round) - 1) // 2]}
 
 
 def report(result: dict[str, Any]) -> str:
