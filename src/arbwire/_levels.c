@@ -120,64 +120,28 @@ less_than(PyObject *a, PyObject *b)
     return PyObject_RichCompareBool(a, b, Py_LT);
 }
 
-/* 1 when `key` belongs before `item` (right: key < item; left: !(item < key)), 0 if not,
- * -1 on error. */
-static inline int
-goes_before(PyObject *order, Py_ssize_t i, PyObject *key, int right)
-{
-    PyObject *item = PyList_GET_ITEM(order, i);
-    int lt;
-    if (PyLong_CheckExact(item) && PyLong_CheckExact(key)) {
-        lt = right ? less_than(key, item) : less_than(item, key);
-    }
-    else {
-        Py_INCREF(item);
-        lt = right ? less_than(key, item) : less_than(item, key);
-        Py_DECREF(item);
-    }
-    if (lt < 0)
-        return -1;
-    return right ? lt : !lt;
-}
-
-/* bisect on the list of keys; right=1 gives bisect_right (insort), 0 bisect_left. -1 on error.
- *
- * Most changes land near the best level, which is the end of the list: the search gallops
- * back from the end (1, 2, 4, ... places) before it bisects, so a change k levels from the
- * top costs ~2 log2(k) compares on the list's hot end instead of log2(n) across it. Same
- * index as bisect.bisect_right / bisect_left. */
+/* bisect on the list of keys; right=1 gives bisect_right (insort), 0 bisect_left. -1 on error. */
 static Py_ssize_t
 bisect(PyObject *order, PyObject *key, int right)
 {
-    Py_ssize_t n = PyList_GET_SIZE(order);
-    Py_ssize_t lo = 0, hi = n, step = 1;
-    /* invariant while galloping: every index >= hi holds an item the key goes before */
-    while (hi > 0) {
-        Py_ssize_t probe = hi - step;
-        if (probe < 0)
-            probe = 0;
-        int before = goes_before(order, probe, key, right);
-        if (before < 0)
-            return -1;
-        if (PyList_GET_SIZE(order) != n)
-            break; /* defensive: only if a compare ran Python code; fall back to a full bisect */
-        if (!before) {
-            lo = probe + 1;
-            break;
-        }
-        hi = probe;
-        step <<= 1;
-    }
-    if (PyList_GET_SIZE(order) != n) {
-        lo = 0;
-        hi = PyList_GET_SIZE(order);
-    }
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(order);
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        int before = goes_before(order, mid, key, right);
-        if (before < 0)
+        PyObject *item = PyList_GET_ITEM(order, mid);
+        int lt;
+        /* right: key < item -> hi = mid; left: item < key -> lo = mid + 1 */
+        if (PyLong_CheckExact(item) && PyLong_CheckExact(key)) {
+            /* comparing two ints runs no Python code: the borrowed item stays valid */
+            lt = right ? less_than(key, item) : less_than(item, key);
+        }
+        else {
+            Py_INCREF(item);
+            lt = right ? less_than(key, item) : less_than(item, key);
+            Py_DECREF(item);
+        }
+        if (lt < 0)
             return -1;
-        if (before)
+        if (right ? lt : !lt)
             hi = mid;
         else
             lo = mid + 1;
