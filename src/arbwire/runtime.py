@@ -3,11 +3,14 @@
 Both are process-wide settings with a latency cost that no code on the hot path can
 win back, so the engine owns them for the time it runs and gives them back on stop.
 
-**Garbage collection.** A full collection walks every tracked object: ~40k after
-start-up, 13-24 ms on the reference VM, paid by whichever frame is being decoded when
-the collector triggers (measured at 10k msg/s: one frame took 17 ms, 185 frames queued
-behind it). The hot path frees its objects by reference counting; what a full
-collection walks is start-up and connection state that lives as long as the engine.
+**Garbage collection.** A full collection walks every tracked object: ~40-60k after
+start-up and connecting, 13-24 ms on the reference VM, paid by whichever frame is being
+decoded when the collector triggers. The hot path frees its objects by reference
+counting, so a short run may see none; what brings them on is anything that keeps
+container objects (the opportunity log, reconnects, a strategy keeping a tuple per
+frame: a client doing that at 10k msg/s hit one mid-stream, 17 ms, 185 frames queued
+behind it). What a full collection walks is mostly start-up and connection state
+that lives as long as the engine.
 So the engine collects once before it connects and freezes what is left
 (``gc.freeze``: never scanned again), and freezes again once every book has synced,
 when the links' own long-lived objects exist. Cycles made after that are still
