@@ -10,6 +10,7 @@ from arbwire.record.importers import Kind, read_cryptofeed, read_hftbacktest
 from arbwire.symbols import GluedSymbols
 from arbwire.venues.base import FetchSnapshot, Reconnect
 from arbwire.venues.binance import BinanceSession
+from helpers.sessions import count_fallbacks, events_like_two_step
 
 
 @pytest.fixture
@@ -111,23 +112,11 @@ def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(real_d
         symbols = [GluedSymbols(lower=True).common_name(n) for n in sorted(names)]
     typed = BinanceSession(symbols, futures=futures)
     reference = BinanceSession(symbols, futures=futures)
-    fallbacks = 0
-    two_step = typed._two_step
-
-    def counting(payload: bytes, recv_ns: int):
-        nonlocal fallbacks
-        fallbacks += 1
-        return two_step(payload, recv_ns)
-
-    typed._two_step = counting  # type: ignore[method-assign]
-    events = 0
-    for i, frame in enumerate(frames):
-        got = typed.on_frame(frame, i)
-        assert got == reference._two_step(frame, i), frame[:120]
-        events += len(got)
+    fallbacks = count_fallbacks(typed)
+    events = events_like_two_step(typed, reference, frames)
     typed_channels = (b"@depth@100ms\"", b"@bookTicker\"", b"@trade\"", b"@aggTrade\"")
     untyped = sum(1 for f in frames if not any(c in f[:60] for c in typed_channels))
-    assert fallbacks == untyped < len(frames) // 20  # acks and channels we don't subscribe (kline)
+    assert len(fallbacks) == untyped < len(frames) // 20  # acks and channels we don't subscribe (kline)
     assert events >= len(frames) - untyped
     assert typed.stats.bad_frames == reference.stats.bad_frames == 0
 

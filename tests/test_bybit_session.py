@@ -16,6 +16,7 @@ from arbwire.numbers import to_units
 from arbwire.sync import BookSync, Verdict
 from arbwire.venues.base import Reconnect, Send
 from arbwire.venues.bybit import SPOT_MAX_ARGS, BybitRule, BybitSession
+from helpers.sessions import count_fallbacks, events_like_two_step
 
 S = 1_000_000_000
 FIXTURE = Path("fixtures") / "bybit" / "gct_spot_orderbook50_snapshot_delta.jsonl"
@@ -570,19 +571,6 @@ def test_json_shaped_garbage_never_raises(frames, topic, kind, data, extra):
 # -- one-pass typed decoding ----------------------------------------------------------
 
 
-def _counting(session: BybitSession) -> list[bytes]:
-    """Make ``session`` record every frame its typed union hands to the two-step path."""
-    fallbacks: list[bytes] = []
-    two_step = session._two_step
-
-    def counting(payload: bytes, recv_ns: int):
-        fallbacks.append(payload)
-        return two_step(payload, recv_ns)
-
-    session._two_step = counting  # type: ignore[method-assign]
-    return fallbacks
-
-
 def _same_state(typed: BybitSession, reference: BybitSession) -> None:
     a, b = typed.stats, reference.stats
     assert (a.bad_frames, a.venue_errors, a.unknown, a.by_reason) == (b.bad_frames, b.venue_errors, b.unknown, b.by_reason)
@@ -599,12 +587,8 @@ def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(frames
     what the envelope-then-data decode gives, and take none of them to the fallback."""
     typed = BybitSession(["BTC-USDT", "ETH-USDT"], category=category, depth=depth, bbo=bbo)
     reference = BybitSession(["BTC-USDT", "ETH-USDT"], category=category, depth=depth, bbo=bbo)
-    fallbacks = _counting(typed)
-    events = 0
-    for i, frame in enumerate(frames):
-        got = typed.on_frame(frame, i)
-        assert got == reference._two_step(frame, i)
-        events += len(got)
+    fallbacks = count_fallbacks(typed)
+    events = events_like_two_step(typed, reference, frames)
     assert fallbacks == [] and events == len(frames)
     _same_state(typed, reference)
     assert typed.stats.bad_frames == 0 and typed.stats.frames == len(frames)
@@ -671,7 +655,7 @@ def _corpus(frames: list[bytes]) -> list[tuple[bytes, bool]]:
 def test_every_frame_the_union_has_no_type_for_and_only_those_take_the_two_step_path(frames):
     typed = BybitSession(["BTC-USDT"])
     reference = BybitSession(["BTC-USDT"])
-    fallbacks = _counting(typed)
+    fallbacks = count_fallbacks(typed)
     for i, (frame, has_type) in enumerate(_corpus(frames)):
         before = len(fallbacks)
         assert typed.on_frame(frame, i) == reference._two_step(frame, i), frame[:120]
@@ -711,7 +695,7 @@ def test_typed_topics_follow_the_session_options():
 def test_a_session_with_no_symbols_still_reads_every_frame():
     """No symbols, no typed topics: every frame takes the two-step path, which decodes any symbol."""
     session = BybitSession([])
-    fallbacks = _counting(session)
+    fallbacks = count_fallbacks(session)
     assert session.on_frame(b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}', 1) == []
     (bad,) = session.on_frame(b'{"topic":"","ts":1,"data":{}}', 1)
     assert isinstance(bad, BadFrame) and "unknown topic" in bad.reason

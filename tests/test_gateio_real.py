@@ -15,6 +15,7 @@ from arbwire.record.replay import merge, query_symbol, replay
 from arbwire.sync import BookSync
 from arbwire.venues.base import Action, FetchSnapshot
 from arbwire.venues.gateio import GateioSession
+from helpers.sessions import count_fallbacks, events_like_two_step
 
 PAIRS = [
     "INK_USDT", "HAI_ETH", "BTC_USDC", "NANO_USDT", "QTUM3S_USDT",
@@ -229,19 +230,8 @@ def test_typed_union_decodes_every_real_frame_like_the_two_step_reference(real_d
     frames = [r.payload for r in _records(real_data) if r.kind is Kind.RECV]
     typed = GateioSession(SYMBOLS, book_channel="order_book_update")
     reference = GateioSession(SYMBOLS, book_channel="order_book_update")
-    fallbacks: list[bytes] = []
-    two_step = typed._two_step
-
-    def counting(payload: bytes, recv_ns: int):
-        fallbacks.append(payload)
-        return two_step(payload, recv_ns)
-
-    typed._two_step = counting  # type: ignore[method-assign]
-    events = 0
-    for i, frame in enumerate(frames):
-        got = typed.on_frame(frame, i)
-        assert got == reference._two_step(frame, i), frame[:120]
-        events += len(got)
+    fallbacks = count_fallbacks(typed)
+    events = events_like_two_step(typed, reference, frames)
     acks = [f for f in frames if msgspec.json.decode(f).get("event") in ("subscribe", "unsubscribe")]
     assert fallbacks == acks and len(acks) == 22
     assert events == 172 + 9  # every book diff and trade

@@ -16,6 +16,7 @@ from arbwire.symbols import SymbolError
 from arbwire.sync import BookSync
 from arbwire.venues.base import FetchSnapshot, Reconnect, Send
 from arbwire.venues.gateio import SPOT, GateioSession, UnderscoreSymbols, ms_text_to_ns
+from helpers.sessions import count_fallbacks
 
 T0 = 1_757_377_580_000_000_000
 FIXTURE = "fixtures/gate/gct_spot_obu50_result_full_then_increment.jsonl"
@@ -586,19 +587,6 @@ def test_wrong_shapes_on_known_channels_never_raise(channel, result):
 
 
 # -- one-pass typed decoding ----------------------------------------------------------------
-def _counting(session: GateioSession) -> list[bytes]:
-    """Make ``session`` record every frame its typed path hands to the two-step path."""
-    fallbacks: list[bytes] = []
-    two_step = session._two_step
-
-    def counting(payload: bytes, recv_ns: int):
-        fallbacks.append(payload)
-        return two_step(payload, recv_ns)
-
-    session._two_step = counting  # type: ignore[method-assign]
-    return fallbacks
-
-
 def _same_state(typed: GateioSession, reference: GateioSession) -> None:
     a, b = typed.stats, reference.stats
     assert (a.bad_frames, a.venue_errors, a.unknown, a.by_reason) == (b.bad_frames, b.venue_errors, b.unknown, b.by_reason)
@@ -655,7 +643,7 @@ def test_only_frames_the_union_has_no_type_for_take_the_two_step_path(real_data)
     reference = GateioSession(["BTC-USDT"])
     typed.on_open(T0)
     reference.on_open(T0)
-    fallbacks = _counting(typed)
+    fallbacks = count_fallbacks(typed)
     corpus = _corpus(real_data)
     for i, (frame, has_type) in enumerate(corpus):
         before = len(fallbacks)
