@@ -125,7 +125,12 @@ async def test_books_sync_with_late_reps_and_match_the_model(tmp_path: Path) -> 
             sync = c.feed.syncs[symbol]
             assert sync.gaps == 0 and sync.resyncs == 0 and sync.applied > 3, symbol
         assert c.feed.session.stats.bad_frames == 0 and c.feed.session.stats.venue_errors == 0
-        assert c.engine.links["htx"].stats.connects == 1
+        # mbp books on /feed, and a companion /ws link for bbo and trades of the same symbols
+        assert c.engine.links["htx"].stats.connects == 2
+        assert sorted(link.state.path for link in sims.venue("htx").links.values()) == ["/feed", "/ws"]
+        quotes = [e for e in c.events if isinstance(e, Quote)]
+        trades = [e for e in c.events if isinstance(e, Trade)]
+        assert {q.symbol for q in quotes} == set(symbols) and {t.venue for t in trades} == {"htx"}
         assert not c.engine.unlisted  # the simulator's /v1/common/symbols lists them all
         assert c.engine.instruments is not None
         pepe = c.engine.instruments.get("htx", "PEPE-USDT")
@@ -150,7 +155,7 @@ async def test_a_skipped_sequence_resyncs_only_that_symbol(tmp_path: Path) -> No
         states = [(e.symbol, e.state, e.reason) for e in c.events[mark:] if isinstance(e, FeedState)]
         assert states == [("BTC-USDT", SyncState.RESYNCING, "gap"), ("BTC-USDT", SyncState.SYNCED, "snapshot")]
         await books_match_model(sims, c, symbols)
-        assert c.engine.links["htx"].stats.connects == 1
+        assert c.engine.links["htx"].stats.connects == 2
 
 
 async def test_unanswered_pings_get_the_link_dropped_then_it_reconnects_and_resyncs(
@@ -165,17 +170,17 @@ async def test_unanswered_pings_get_the_link_dropped_then_it_reconnects_and_resy
         link = c.engine.links["htx"]
         await until(synced(c, symbols), what="all books synced")
         await asyncio.sleep(0.7)  # answered pings keep the link up
-        assert link.stats.connects == 1 and c.feed.session.pings >= 2
+        assert link.stats.connects == 2 and c.feed.session.pings >= 2
         pongs["mute"] = True
         mark = len(c.events)
-        await until(lambda: link.stats.connects >= 2, timeout=3, what="a reconnect")
+        await until(lambda: link.stats.connects >= 4, timeout=3, what="both connections back")
         pongs["mute"] = False
         assert "closed by venue" in link.stats.last_error  # the server hung up, not the client
         lost = {e.symbol for e in c.events[mark:] if isinstance(e, FeedState) and e.reason == "link lost"}
         assert lost == set(symbols)
         await until(synced(c, symbols), what="books resynced on the new link")
         await asyncio.sleep(0.8)  # four ping intervals: the new link, answering, stays
-        assert link.stats.connects == 2 and len(sims.venue("htx").links) == 1
+        assert link.stats.connects == 4 and len(sims.venue("htx").links) == 2
         await books_match_model(sims, c, symbols)
 
 
@@ -187,16 +192,57 @@ async def test_an_unknown_symbol_is_reported_and_the_others_carry_on(tmp_path: P
         engine_on(sims, symbols, tmp_path, check_instruments=False) as c,
     ):
         await until(synced(c, ["BTC-USDT", "ETH-USDT"]), what="the known books synced")
+        await asyncio.sleep(0.2)
         errors = [e for e in c.events if isinstance(e, VenueError)]
-        assert len(errors) == 1
-        (err,) = errors
-        assert (err.venue, err.symbol, err.code) == ("htx", "NOPE-USDT", "bad-request")
-        assert err.message.startswith("invalid symbol nopeusdt")
-        assert list(c.engine.errors) == [err]
+        # one per refused subscription: the book on /feed, bbo and trades on the /ws companion
+        assert {(e.venue, e.symbol, e.code) for e in errors} == {("htx", "NOPE-USDT", "bad-request")}
+        assert all(e.message.startswith("invalid symbol nopeusdt") for e in errors)
+        topics = sorted(e.message.rsplit(".", 1)[-1].rstrip(")") for e in errors)
+        assert [e.message.split("(sub ")[1].rstrip(")") for e in errors if "mbp" in e.message] == [
+            "market.nopeusdt.mbp.150"]
+        assert len(errors) == 3 and topics == ["150", "bbo", "detail"]
+        assert list(c.engine.errors) == errors
         assert c.state("NOPE-USDT") is SyncState.INIT
         await asyncio.sleep(0.2)
         await books_match_model(sims, c, ["BTC-USDT", "ETH-USDT"])
-        assert c.engine.links["htx"].stats.connects == 1
+        assert c.engine.links["htx"].stats.connects == 2
+
+
+async def test_the_companion_link_drops_alone_and_the_books_never_notice(tmp_path: Path) -> None:
+    """The /ws link (bbo, trades) goes down: it reconnects and its data comes back, while
+    the mbp books on /feed stay synced and are never resynced."""
+    symbols = ["BTC-USDT", "ETH-USDT"]
+    async with (
+        await start_simulators(("htx",), symbols, tick_ms=TICK_MS, seed=13) as sims,
+        engine_on(sims, symbols, tmp_path) as c,
+    ):
+        link = c.engine.links["htx"]
+        await until(synced(c, symbols), what="all books synced")
+        await until(lambda: any(isinstance(e, Trade) for e in c.events), what="trades from /ws")
+        server = sims.venue("htx")
+        (ws,) = [lk for lk in server.links.values() if lk.state.path == "/ws"]
+        ws.transport.disconnect()
+        await until(lambda: link.stats.connects >= 3, what="the /ws link reconnected")
+        mark = len(c.events)
+        await until(lambda: any(isinstance(e, Quote) for e in c.events[mark:]), what="quotes again")
+        assert [e for e in c.events if isinstance(e, FeedState) and e.reason == "link lost"] == []
+        for symbol in symbols:
+            sync = c.feed.syncs[symbol]
+            assert sync.state is SyncState.SYNCED and sync.resyncs == 0, symbol
+        assert sorted(lk.state.path for lk in server.links.values()) == ["/feed", "/ws"]
+        await books_match_model(sims, c, symbols)
+
+
+async def test_no_companion_when_turned_off(tmp_path: Path) -> None:
+    symbols = ["BTC-USDT"]
+    async with (
+        await start_simulators(("htx",), symbols, tick_ms=TICK_MS, seed=14) as sims,
+        engine_on(sims, symbols, tmp_path, ws_companion=False) as c,
+    ):
+        await until(synced(c, symbols), what="the book synced")
+        await asyncio.sleep(0.3)
+        assert c.engine.links["htx"].stats.connects == 1 and len(c.engine.links["htx"].shards) == 1
+        assert not any(isinstance(e, Quote | Trade) for e in c.events)
 
 
 async def test_ws_link_depth_books_quotes_and_trades(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from arbwire.config import AlertRuleConfig, Config, MonitorConfig
 from arbwire.engine import Engine
 from arbwire.latency import VenueLatency
 from arbwire.monitor import ActionEvent, AlertEvent, Monitor
+from arbwire.monitor.actions import Actions
 from arbwire.monitor.panel import alerts_panel
 from arbwire.net.link import LinkStats
 from arbwire.sim.runner import start_simulators
@@ -118,6 +119,29 @@ async def test_one_quiet_book_is_resynced_alone_while_the_others_flow(tmp_path):
     assert binance.syncs["BTC-USDT"].resyncs >= 1 and resyncs_eth == 0
     assert engine.links["binance"].stats.connects == 1  # the link itself untouched
     assert _alerts(monitor, "firing", "book_stale") == {("binance", "BTC-USDT")}  # okx excluded by the rule
+
+
+async def test_an_htx_resync_goes_on_the_connection_that_carries_the_book(tmp_path):
+    """HTX keeps two connections (books on /feed, trades and BBO on /ws): the monitor's resync
+    sends its req on the one carrying the book, and neither connection is dropped for it."""
+    sims = await start_simulators(venues=("htx",), symbols=SYMBOLS, seed=23, tick_ms=50)
+    engine = Engine(sim_config(sims, tmp_path, symbols=SYMBOLS, link=fast_link(),
+                               options={"htx": {"req_interval_s": 0.12}}))
+    actions = Actions(engine)
+    htx = engine.feeds["htx"]
+    try:
+        async with running(engine):
+            await until(lambda: all_synced(engine))
+            done, detail = actions.resync("htx", "BTC-USDT", "operator")
+            assert done, detail
+            assert "Send" in detail  # HTX's snapshot is a req on the socket, not REST
+            await until(lambda: htx.syncs["BTC-USDT"].resyncs == 1 and all_synced(engine, "htx"))
+            applied = htx.syncs["BTC-USDT"].applied
+            await until(lambda: htx.syncs["BTC-USDT"].applied > applied + 3)  # increments line up again
+    finally:
+        await sims.close()
+    assert htx.syncs["ETH-USDT"].resyncs == 0
+    assert engine.links["htx"].stats.connects == 2  # /feed and /ws, neither dropped
 
 
 class _Proxy:

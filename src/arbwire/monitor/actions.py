@@ -20,8 +20,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from arbwire.venues.base import FetchSnapshot
-
 if TYPE_CHECKING:
     from arbwire.engine import Engine
 
@@ -69,11 +67,9 @@ class Actions:
         if not link.stats.connected:
             return False, "link down; the books resync when it is back"
         actions = feed.resync(symbol, reason, time.time_ns())
-        if not link.single and not all(isinstance(a, FetchSnapshot) for a in actions):
-            # A resubscribe must go on the connection that carries the symbol, and Link has
-            # no public way to reach one shard's connection: reconnect the link instead.
-            return self.reconnect(venue, reason)
-        link.execute(actions)
+        # a resubscribe or a req must go on the connection that carries the symbol's book
+        if not link.execute_for(symbol, actions):
+            return False, "the book's connection is down; the book resyncs when it is back"
         self._note("resync", venue)
         kinds = ", ".join(sorted({type(a).__name__ for a in actions})) or "nothing to ask: the venue pushes full books"
         return True, f"book invalidated; asked for a fresh snapshot ({kinds})"

@@ -62,7 +62,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from arbwire.feed import VenueFeed
 from arbwire.latency import VenueLatency
-from arbwire.model import BadFrame, BookUpdate, SyncState, Trade, VenueError
+from arbwire.model import BadFrame, BookUpdate, Quote, SyncState, Trade, VenueError
 from arbwire.net.connect import ConnectError, ConnectTiming, Resolver, open_ws, reapply_tcp_options
 from arbwire.net.rest import RestClient, RestError
 from arbwire.net.sockopts import TcpOptions
@@ -191,10 +191,15 @@ class _Conn:
 class _Shard:
     """The symbols one connection carries, and who carries them now."""
 
-    def __init__(self, index: int, symbols: list[str], session: VenueSession) -> None:
+    def __init__(
+        self, index: int, symbols: list[str], session: VenueSession, template: VenueSession | None = None
+    ) -> None:
         self.index = index
         self.symbols = symbols
         self.session = session  # the primary's session (reused by the next primary)
+        # a companion's pristine session: its replacements start from it, not from the venue's
+        self.template = template
+        self.books = session.carries_books  # False: trades/quotes only, books never depend on it
         self.primary: _Conn | None = None
         self.candidate: _Conn | None = None
         self.draining: set[_Conn] = set()
@@ -312,22 +317,38 @@ class Link:
             per_symbol = max(1, len(session.streams()) // len(symbols))  # type: ignore[attr-defined]
             per_link = max(1, max_streams // per_symbol)
         if not per_link or len(symbols) <= per_link:
-            return [_Shard(0, symbols, session)]
-        shards = []
-        for i in range(0, len(symbols), per_link):
-            shard_session = self._new_session()
-            shard_session.symbols = symbols[i : i + per_link]
-            shards.append(_Shard(len(shards), shard_session.symbols, shard_session))
+            shards = [_Shard(0, symbols, session)]
+        else:
+            shards = []
+            for i in range(0, len(symbols), per_link):
+                shard_session = self._new_session()
+                shard_session.symbols = symbols[i : i + per_link]
+                shards.append(_Shard(len(shards), shard_session.symbols, shard_session))
+        for companion in session.companions():
+            companion.stats = session.stats  # one set of counters per venue
+            shards.append(_Shard(len(shards), list(companion.symbols), companion, clone_session(companion)))
         return shards
 
-    def _new_session(self) -> VenueSession:
-        session = self._session_factory() if self._session_factory else clone_session(self._template)
+    def _new_session(self, shard: _Shard | None = None) -> VenueSession:
+        if shard is not None and shard.template is not None:
+            session = clone_session(shard.template)
+        elif self._session_factory:
+            session = self._session_factory()
+        else:
+            session = clone_session(self._template)
         session.stats = self.feed.session.stats  # one set of counters per venue
         return session
 
     @property
     def single(self) -> bool:
+        """One connection carries everything: the feed's session is that connection's."""
         return len(self.shards) == 1
+
+    @property
+    def _sole_book_shard(self) -> _Shard | None:
+        """The shard carrying every book, when one does (one shard, or one plus companions)."""
+        books = [s for s in self.shards if s.books]
+        return books[0] if len(books) == 1 else None
 
     @property
     def transport(self) -> WSTransport | None:
@@ -390,7 +411,9 @@ class Link:
         """A candidate's, standby's or draining link's frame: only diffs that continue a synced book."""
         for item in conn.session.on_frame(payload, recv_ns):
             kind = type(item)
-            if kind is BookUpdate:
+            if (kind is Trade or kind is Quote) and not conn.shard.books:
+                conn.ready.set()  # a companion is ready once its data flows
+            elif kind is BookUpdate:
                 self._secondary_book(conn, item)  # type: ignore[arg-type]
             elif kind is Send:
                 self._send(conn, item.text)  # type: ignore[union-attr]
@@ -435,6 +458,15 @@ class Link:
         primary = self.shards[0].primary
         if primary is not None:
             self._execute(primary, actions)
+
+    def execute_for(self, symbol: str, actions: list[Action]) -> bool:
+        """Carry out ``symbol``'s book actions (a resubscribe, a snapshot request) on the
+        connection that carries that book; False when it is down."""
+        primary = self._shard_of(symbol).primary
+        if primary is None or primary.transport is None:
+            return False
+        self._execute(primary, actions)
+        return True
 
     # -- sending (venue message-rate limits) ---------------------------------------------
     def _send(self, conn: _Conn, text: str) -> None:
@@ -516,7 +548,7 @@ class Link:
     def _install_primary(self, shard: _Shard, conn: _Conn) -> None:
         shard.primary = conn
         shard.session = conn.session
-        if self.single:
+        if shard is self._sole_book_shard:
             self.feed.session = conn.session
             self.session = conn.session
         self._update_connected()
@@ -577,7 +609,9 @@ class Link:
         reason = "link lost"
         if self._stopping:
             pass  # the engine is shutting down: books keep their last state for the summary
-        elif self.single:
+        elif not shard.books:
+            pass  # a companion (trades, quotes): the books never depended on it
+        elif shard is self._sole_book_shard:
             self.feed.link_lost(reason, now)
         else:
             syncs = self.feed.syncs
@@ -803,7 +837,7 @@ class Link:
         if role is Role.PRIMARY:
             session = shard.session
         else:
-            session = self._new_session()
+            session = self._new_session(shard)
             session.symbols = list(shard.symbols)
         if session.endpoints.ws_url != base:
             session.endpoints = dataclasses.replace(session.endpoints, ws_url=base)
@@ -964,9 +998,10 @@ class Link:
                 self._execute(shard.primary, actions)
 
     def _shard_of(self, symbol: str) -> _Shard:
+        """The shard carrying ``symbol``'s book."""
         if self.single:
             return self.shards[0]
         for shard in self.shards:
-            if symbol in shard.symbols:
+            if shard.books and symbol in shard.symbols:
                 return shard
         return self.shards[0]

@@ -331,6 +331,11 @@ class Stream:
         self.book_updates = self.trades = self.quotes = self.bad_frames = 0
         self.venue_errors: list[str] = []
         self._last_timer = 0
+        # connections a venue opens beside its book link (HTX /ws for bbo and trades): their
+        # frames decode through this session all the same, but their opening resets nothing
+        own = urlsplit(session.url()).path
+        self._companion_paths = {urlsplit(c.url()).path for c in session.companions()} - {own}
+        self.companion_opens = 0
         emit = replayer.emit
         self._tops = "tops" in emit
         self._trades = "trades" in emit
@@ -422,6 +427,9 @@ class Stream:
             if actions:
                 self._actions(actions)
         elif kind is Kind.OPEN:
+            if self._companion_paths and urlsplit(rec.url).path in self._companion_paths:
+                self.companion_opens += 1
+                return
             self.opens += 1
             if self.opens > 1:
                 feed.link_lost("link lost", ns)
@@ -466,6 +474,7 @@ class Stream:
             "frames": self.frames,
             "sent": self.sent,
             "opens": self.opens,
+            "companion_opens": self.companion_opens,
             "snapshots_served": self.snapshots_served,
             "snapshots_unmatched": self.snapshots_unmatched,
             "snapshots_bad": self.snapshots_bad,

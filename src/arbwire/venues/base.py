@@ -105,6 +105,15 @@ class VenueSession:
         """Messages to send once the link is up (subscriptions)."""
         return []
 
+    #: this session's link carries books (a companion link carries only trades/quotes)
+    carries_books = True
+
+    def companions(self) -> list[VenueSession]:
+        """Sessions for the venue's other connections, when one connection can't carry all
+        of what was asked (HTX: incremental books on ``/feed``, trades and BBO on ``/ws``).
+        The link opens one connection per companion beside its own, for the same symbols."""
+        return []
+
     def on_frame(self, payload: bytes, recv_ns: int) -> list[Output]:
         """Decode one frame into events and actions. Never raises on bad input."""
         raise NotImplementedError

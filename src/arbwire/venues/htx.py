@@ -372,7 +372,9 @@ class HtxSession(VenueSession):
     ``/feed``), ``"depth"`` (1 s full books ``depth.<depth_type>``, on ``/ws``) or
     ``None`` (no book). ``link`` defaults to ``"feed"`` for mbp and ``"ws"``
     otherwise. ``quotes``/``trades`` (``bbo``, ``trade.detail``) default to on
-    for the ``/ws`` link and off for ``/feed``.
+    for the ``/ws`` link and off for ``/feed``; ``ws_companion`` (default: on for a
+    ``/feed`` link without them) has the link open a ``/ws`` connection beside it
+    for them (``companions()``).
     """
 
     name = "htx"
@@ -388,6 +390,7 @@ class HtxSession(VenueSession):
         depth_type: str = "step0",
         quotes: bool | None = None,
         trades: bool | None = None,
+        ws_companion: bool | None = None,
         ping_timeout_s: float = 15.0,
         req_interval_s: float = 0.12,
         req_timeout_s: float = 5.0,
@@ -413,6 +416,12 @@ class HtxSession(VenueSession):
         self.depth_type = depth_type
         self.quotes = link == "ws" if quotes is None else quotes
         self.trades = link == "ws" if trades is None else trades
+        # /feed carries no bbo or trades (documented on /ws only): a second link brings them
+        if ws_companion is None:
+            ws_companion = link == "feed" and not (self.quotes or self.trades)
+        self.ws_companion = ws_companion
+        self.carries_books = book_channel is not None
+        self._ping_timeout_s = ping_timeout_s
         self.ping_timeout_ns = int(ping_timeout_s * 1e9)
         self.req_interval_ns = int(req_interval_s * 1e9)
         self.req_timeout_ns = int(req_timeout_s * 1e9)
@@ -434,6 +443,18 @@ class HtxSession(VenueSession):
         self.stale_depth = 0
         self._next_id = 0  # ids never repeat over the session's life, across links
         self._reset(None)
+
+    def companions(self) -> list[VenueSession]:
+        """With ``ws_companion``: a ``/ws`` session for bbo and trade.detail of the same
+        symbols, beside this ``/feed`` one (its mbp books)."""
+        if not self.ws_companion:
+            return []
+        return [
+            HtxSession(
+                self.symbols, self.endpoints, book_channel=None, link="ws",
+                ping_timeout_s=self._ping_timeout_s, max_frame_bytes=self.max_frame_bytes,
+            )
+        ]
 
     def _reset(self, now_ns: int | None) -> None:
         self._now_ns = now_ns or 0
