@@ -151,3 +151,39 @@ async def test_a_venue_listing_none_of_the_symbols_is_left_out_and_the_others_ru
         await sims.close()
     assert set(engine.feeds) == {"binance"} and set(summary["venues"]) == {"binance"}
     assert engine.unlisted == {"okx": ["NOPE-USDT"]}
+
+
+async def test_okx_spent_subscribe_allowance_moves_the_books_to_a_new_connection(tmp_path):
+    """OKX allows 480 subscribe/unsubscribe requests an hour per connection (here 4). When a
+    resync finds no room for its two, the link opens a new connection, the broken book
+    takes the snapshot that connection gets on subscribing, the others never leave SYNCED,
+    and the old connection is then closed."""
+    from arbwire.monitor.actions import Actions
+    from arbwire.net.link import Link
+
+    sims = await start_simulators(venues=("okx",), symbols=("BTC-USDT", "ETH-USDT"), seed=31, tick_ms=50)
+    try:
+        engine = Engine(sim_config(sims, tmp_path, link=fast_link(), options={"okx": {"max_requests_per_hour": 4}}))
+        actions = Actions(engine)
+        okx = engine.feeds["okx"]
+        link: Link = engine.links["okx"]
+        states: list[FeedState] = []
+        engine.listeners.append(lambda e: states.append(e) if isinstance(e, FeedState) else None)
+        async with running(engine):
+            await until(lambda: all_synced(engine), what="books synced")
+            assert actions.resync("okx", "BTC-USDT", "operator")[0]  # 2 of the 3 left
+            await until(lambda: all_synced(engine), what="BTC resynced by resubscribing")
+            assert link.stats.connects == 1 and okx.session.requests_left() == 1
+            done, detail = actions.resync("okx", "ETH-USDT", "operator")
+            assert done and "Reconnect" in detail
+            await until(lambda: link.stats.switchovers == 1 and all_synced(engine), timeout=5,
+                        what="a new connection with ETH synced from its snapshot")
+            await until(lambda: len(sims.venue("okx").links) == 1, what="the old connection closed")
+            applied = okx.syncs["ETH-USDT"].applied
+            await until(lambda: okx.syncs["ETH-USDT"].applied > applied + 3, what="ETH updates flow")
+        assert link.stats.connects == 2 and okx.session.budget_reconnects == 0  # the new session's count
+        assert okx.syncs["BTC-USDT"].resyncs == 1 and okx.syncs["ETH-USDT"].resyncs == 1
+        btc_states = [(s.state, s.reason) for s in states if s.symbol == "BTC-USDT"]
+        assert (SyncState.RESYNCING, "link lost") not in btc_states
+    finally:
+        await sims.close()

@@ -133,8 +133,7 @@ async def test_an_htx_resync_goes_on_the_connection_that_carries_the_book(tmp_pa
         async with running(engine):
             await until(lambda: all_synced(engine))
             done, detail = actions.resync("htx", "BTC-USDT", "operator")
-            assert done, detail
-            assert "Send" in detail  # HTX's snapshot is a req on the socket, not REST
+            assert done, detail  # HTX's snapshot is a req on the socket, paced by the session
             await until(lambda: htx.syncs["BTC-USDT"].resyncs == 1 and all_synced(engine, "htx"))
             applied = htx.syncs["BTC-USDT"].applied
             await until(lambda: htx.syncs["BTC-USDT"].applied > applied + 3)  # increments line up again

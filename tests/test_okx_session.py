@@ -604,3 +604,31 @@ def test_heartbeat_settings_are_checked():
         OkxSession(["BTC-USDT"], LOCAL, pong_timeout_s=0)
     with pytest.raises(ValueError, match="tickers"):
         OkxSession(["BTC-USDT"], LOCAL, channels=("books", "tickers"))
+
+
+def test_resubscribes_stop_at_the_hourly_allowance_and_ask_for_a_new_connection():
+    """§3.3: 480 subscribe/unsubscribe requests per hour per connection. A resync costs two;
+    once the rolling hour has no room, the session asks for a new connection instead."""
+    hour = 3_600_000_000_000
+    session = OkxSession(["BTC-USDT", "ETH-USDT"], max_requests_per_hour=6)
+    t0 = 1_000_000_000
+    assert len(session.on_open(t0)) == 1 and session.requests_left() == 5  # one batched subscribe
+    for _ in range(2):
+        unsub, sub = session.snapshot_request("BTC-USDT")
+        assert '"op":"unsubscribe"' in unsub.text and '"op":"subscribe"' in sub.text
+    assert session.requests_left() == 1
+    (again,) = session.snapshot_request("ETH-USDT")
+    assert isinstance(again, Reconnect) and "subscribe budget" in again.reason
+    assert session.budget_reconnects == 1 and session.requests_left() == 1
+    session.on_timer(t0 + hour - 1, t0)  # still inside the hour
+    assert isinstance(session.snapshot_request("ETH-USDT")[0], Reconnect)
+    session.on_timer(t0 + hour, t0)  # the first requests leave the window
+    assert session.requests_left() == 6 and isinstance(session.snapshot_request("ETH-USDT")[0], Send)
+    session.on_open(t0 + 2 * hour)  # a new connection starts afresh
+    assert session.requests_left() == 5
+
+
+def test_the_default_allowance_is_okx_s_and_a_broken_one_is_refused():
+    assert OkxSession(["BTC-USDT"]).max_requests_per_hour == 480
+    with pytest.raises(ValueError, match="max_requests_per_hour"):
+        OkxSession(["BTC-USDT"], max_requests_per_hour=1)

@@ -71,7 +71,7 @@ class Actions:
         if not link.execute_for(symbol, actions):
             return False, "the book's connection is down; the book resyncs when it is back"
         self._note("resync", venue)
-        kinds = ", ".join(sorted({type(a).__name__ for a in actions})) or "nothing to ask: the venue pushes full books"
+        kinds = ", ".join(sorted({type(a).__name__ for a in actions})) or "nothing to send now: the session asks at its own pace, or the venue pushes full books"
         return True, f"book invalidated; asked for a fresh snapshot ({kinds})"
 
     def switch_endpoint(self, venue: str, reason: str) -> tuple[bool, str]:

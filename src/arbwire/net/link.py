@@ -423,7 +423,18 @@ class Link:
 
     def _secondary_book(self, conn: _Conn, upd: BookUpdate) -> None:
         sync = self.feed.syncs.get(upd.symbol)
-        if sync is None or sync.state is not SyncState.SYNCED or upd.is_snapshot:
+        if sync is None:
+            return
+        if upd.is_snapshot and sync.state is not SyncState.SYNCED and sync.rule.snapshot_in_stream:
+            # a book waiting for an in-stream snapshot (it broke, or the switch is for its
+            # sake) takes the one the replacement got on subscribing: the old connection will
+            # not send another, and the venue's ids are the same on both
+            actions = self.feed.on_update(upd)
+            if actions:
+                primary = conn.shard.primary
+                self._execute(primary if primary is not None and primary.transport else conn, actions)
+            return
+        if sync.state is not SyncState.SYNCED or upd.is_snapshot:
             return
         rule = sync.rule
         verdict = rule.next(sync.last_id, upd) if sync.started else rule.first(sync.last_id, upd)

@@ -54,6 +54,7 @@ PLANNED_REASONS = (
     "64008",  # OKX service-upgrade notice §3.2
     "connection upgrade",  # Gate event:"upgrade" §4.4
     "link age",  # our own switch ahead of a venue's lifetime cut
+    "subscribe budget",  # OKX §3.3: the connection spent its 480 requests an hour
 )
 
 

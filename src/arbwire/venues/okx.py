@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
@@ -223,6 +224,10 @@ class OkxSymbols(SymbolMap):
         return name[:-5] + "-PERP" if name.endswith("-SWAP") else name
 
 
+REQUESTS_PER_HOUR = 480  # §3.3: subscribe/unsubscribe/login requests per hour per connection
+HOUR_NS = 3_600_000_000_000
+
+
 # -- session -----------------------------------------------------------------------------
 class OkxSession(VenueSession):
     name = "okx"
@@ -238,8 +243,11 @@ class OkxSession(VenueSession):
         ping_after_s: float = 25.0,
         pong_timeout_s: float = 5.0,
         max_args_per_message: int = 100,
+        max_requests_per_hour: int = REQUESTS_PER_HOUR,
     ) -> None:
         super().__init__(symbols, endpoints)
+        if max_requests_per_hour < 2:
+            raise ValueError(f"okx max_requests_per_hour must be at least 2, got {max_requests_per_hour}")
         if not 0 < ping_after_s < SERVER_IDLE_TIMEOUT_S:
             raise ValueError(
                 f"okx ping_after_s must be in (0, 30): the server drops idle links at 30 s, got {ping_after_s}"
@@ -273,6 +281,10 @@ class OkxSession(VenueSession):
         self.pongs_overdue = 0
         self.acks = 0
         self.requests = 0  # subscribe/unsubscribe messages sent on this link (OKX allows 480/h)
+        self.max_requests_per_hour = max_requests_per_hour
+        self._request_ns: deque[int] = deque()  # when this link's requests went, the last hour
+        self._clock_ns = 0  # the session's idea of now: on_open and on_timer (twice a second)
+        self.budget_reconnects = 0
         self.resubscribes = 0
         self.ws_snapshots_ignored = 0
         self.one_sided_bbo = 0
@@ -288,12 +300,21 @@ class OkxSession(VenueSession):
         if len(self._request_args) > 1024:
             del self._request_args[next(iter(self._request_args))]
         self.requests += 1
+        self._request_ns.append(self._clock_ns)
         return Send(msgspec.json.encode({"id": rid, "op": op, "args": args}).decode())
 
+    def requests_left(self) -> int:
+        """Subscribe/unsubscribe requests this connection may still send in the rolling hour."""
+        sent, cutoff = self._request_ns, self._clock_ns - HOUR_NS
+        while sent and sent[0] <= cutoff:
+            sent.popleft()
+        return self.max_requests_per_hour - len(sent)
+
     def on_open(self, now_ns: int) -> list[Action]:
-        self.opened_ns = now_ns
+        self.opened_ns = self._clock_ns = now_ns
         self.ping_sent_ns = 0
         self.requests = 0
+        self._request_ns.clear()  # the limit is per connection: a new one starts afresh
         args = [
             {"channel": channel, "instId": self.names.to_venue(symbol)}
             for symbol in self.symbols
@@ -303,6 +324,7 @@ class OkxSession(VenueSession):
         return [self._request("subscribe", args[i : i + step]) for i in range(0, len(args), step)]
 
     def on_timer(self, now_ns: int, last_recv_ns: int) -> list[Action]:
+        self._clock_ns = now_ns
         if self.ping_sent_ns:
             if now_ns - self.ping_sent_ns >= self.pong_timeout_ns:
                 self.ping_sent_ns = 0
@@ -472,6 +494,11 @@ class OkxSession(VenueSession):
     def snapshot_request(self, symbol: str) -> list[Action]:
         if self.rest_seeded:
             return [FetchSnapshot(symbol, self.snapshot_url(symbol))]
+        if self.requests_left() < 2:
+            # §3.3: past 480 requests an hour OKX refuses them on this connection; a new
+            # connection has a fresh allowance and resubscribes every book (make-before-break)
+            self.budget_reconnects += 1
+            return [Reconnect(f"okx subscribe budget spent ({self.max_requests_per_hour}/h on this connection)")]
         self.resubscribes += 1
         args = [{"channel": "books", "instId": self.names.to_venue(symbol)}]
         return [self._request("unsubscribe", args), self._request("subscribe", args)]
