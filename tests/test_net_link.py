@@ -249,7 +249,7 @@ async def test_sends_respect_the_venue_message_rate():
         await _until(lambda: link.stats.connected)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        link.execute([Send(f'{{"id":{i}}}') for i in range(10)])
+        assert link.execute_for("BTC-USDT", [Send(f'{{"id":{i}}}') for i in range(10)])
         await _until(lambda: len(server.received) == 10)
         elapsed = loop.time() - start
     finally:

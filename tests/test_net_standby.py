@@ -218,6 +218,122 @@ async def test_a_dead_primary_fails_over_to_the_standby():
     assert not _state_changes(events, venue, since)
 
 
+# -- races: a connection that finishes connecting after the roles changed ----------------------------
+class _Gates:
+    """Holds the link's connection attempts of one role until released, to force a race."""
+
+    def __init__(self, link: Link, *held: Role) -> None:
+        self.open = {role: asyncio.Event() for role in (Role.PRIMARY, Role.STANDBY)}
+        for role, gate in self.open.items():
+            if role not in held:
+                gate.set()
+        self.waiting = dict.fromkeys(self.open, 0)
+        self.opened: list = []  # every connection opened, in order
+        self._real = link._open
+        link._open = self._gated  # type: ignore[method-assign]
+
+    async def _gated(self, shard, role: Role):
+        gate = self.open.get(role)
+        if gate is not None and not gate.is_set():
+            self.waiting[role] += 1
+            try:
+                await gate.wait()
+            finally:
+                self.waiting[role] -= 1
+        conn = await self._real(shard, role)
+        self.opened.append(conn)
+        return conn
+
+    def release_one_round(self, role: Role) -> None:
+        """Let the attempts waiting now through; later ones wait again."""
+        self.open[role].set()
+        self.open[role].clear()
+
+
+def _no_backoff_for_a_while(link: Link) -> None:
+    link.backoff_s = lambda shard=None: 30.0  # type: ignore[method-assign]
+
+
+async def test_a_standby_connecting_when_the_primary_drops_takes_over_without_backoff():
+    venue = "binance"
+    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=25, tick_ms=TICK_MS)
+    engine = _engine(sims, venue, warm_standby=True)
+    link = engine.links[venue]
+    shard = link.shards[0]
+    gates = _Gates(link, Role.STANDBY)
+    _no_backoff_for_a_while(link)  # the supervisor's reconnect would come 30 s later
+    try:
+        async with _running(engine):
+            await _until(lambda: _synced(engine) and gates.waiting[Role.STANDBY] == 1)
+            old = shard.primary
+            _lose(sims, venue, old)
+            await _until(lambda: old.closed and shard.primary is None)
+            gates.release_one_round(Role.STANDBY)  # the standby connects into the gap
+            await _until(lambda: shard.primary is not None, timeout=2.0)
+            late = shard.primary
+            assert late is not old and late.role is Role.PRIMARY
+            await _until(lambda: _synced(engine), timeout=3.0)
+            assert engine.feeds[venue].session is late.session  # it drives the books
+            gates.open[Role.STANDBY].set()
+            await _until(lambda: _standby_ready(link) and shard.standby is not late)
+            resyncs = _resyncs(engine, venue)
+            links = len(sims.venue(venue).links)
+    finally:
+        await sims.close()
+    stats = link.stats
+    assert stats.standby_failovers == 1 and stats.reconnects == 1
+    assert resyncs == {s: 1 for s in SYMBOLS}  # its stream starts after the loss: one resync
+    assert links == 2  # the promoted standby and its new standby, nothing left over
+
+
+@pytest.mark.parametrize("standby_taken", [False, True])
+async def test_a_primary_connecting_after_the_standby_took_over_becomes_the_standby_or_closes(standby_taken):
+    venue = "okx"
+    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=26, tick_ms=TICK_MS)
+    engine = _engine(sims, venue, warm_standby=True)
+    link = engine.links[venue]
+    shard = link.shards[0]
+    gates = _Gates(link, Role.STANDBY)
+    link.backoff_s = lambda shard=None: 0.0  # type: ignore[method-assign]
+    try:
+        async with _running(engine):
+            await _until(lambda: _synced(engine) and gates.waiting[Role.STANDBY] == 1)
+            gates.open[Role.PRIMARY].clear()  # the supervisor's reconnect will wait
+            _lose(sims, venue, shard.primary)
+            await _until(lambda: shard.primary is None and gates.waiting[Role.PRIMARY] == 1)
+            gates.release_one_round(Role.STANDBY)
+            await _until(lambda: shard.primary is not None and _synced(engine), timeout=3.0)
+            promoted = shard.primary
+            if standby_taken:  # the keeper's next standby connects first
+                await _until(lambda: gates.waiting[Role.STANDBY] == 1)
+                gates.release_one_round(Role.STANDBY)
+                await _until(lambda: _standby_ready(link))
+            standby_before = shard.standby
+            connects = link.stats.connects
+            gates.release_one_round(Role.PRIMARY)  # the supervisor's connection lands late
+            await _until(lambda: link.stats.connects == connects + 1)
+            await _until(lambda: gates.waiting[Role.PRIMARY] == 0 and len(gates.opened) == connects + 1)
+            late = gates.opened[-1]
+            if standby_taken:
+                await _until(lambda: late.closed)
+                assert shard.standby is standby_before
+            else:
+                await _until(lambda: _standby_ready(link))
+                assert shard.standby is late and late.role is Role.STANDBY
+            await asyncio.sleep(0.3)
+            assert shard.primary is promoted and promoted.role is Role.PRIMARY
+            assert _synced(engine)
+            primaries = [c for c in link._conns if c.role is Role.PRIMARY]
+            links = len(sims.venue(venue).links)
+            resyncs = _resyncs(engine, venue)
+    finally:
+        await sims.close()
+    assert primaries == [promoted]  # one connection drives the books
+    assert links == 2  # primary and standby; a surplus connection is closed
+    assert resyncs == {s: 1 for s in SYMBOLS}
+    assert link.stats.standby_failovers == 1
+
+
 def test_config_key_reaches_the_link_options():
     config = Config(
         venues={"binance": VenueConfig(symbols=["BTC-USDT"])},

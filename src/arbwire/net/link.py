@@ -38,6 +38,13 @@ and trades are deduplicated by id (the primary's trade ids are remembered for as
 long as a standby exists). A new standby is then opened in the background with the
 usual backoff; a standby that drops is reopened the same way, never touching the
 primary. With the option off nothing of this runs and the hot path is unchanged.
+
+Connections that finish connecting after the roles changed: a standby or candidate
+whose primary dropped meanwhile becomes the primary at once (its stream starts after
+the loss, so the books resync, but without the supervisor's backoff); a primary that
+connects after a standby or candidate took over becomes the standby if the shard has
+none, and is otherwise closed before it subscribes, as is a second standby. A shard
+never has two primaries driving its books.
 """
 
 from __future__ import annotations
@@ -148,6 +155,7 @@ class Role(enum.IntEnum):
 
 
 _PRIMARY = Role.PRIMARY  # a module constant: enum member lookups are slow on the hot path
+_TAKE_OVER = frozenset({Role.CANDIDATE, Role.STANDBY})  # roles that become primary if it is gone
 # picows' message types are an IntEnum too: ~80 ns a lookup, once or twice per frame
 _TEXT, _BINARY, _PONG, _CLOSE = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PONG, WSMsgType.CLOSE
 
@@ -186,6 +194,10 @@ class _Conn:
 
     def __repr__(self) -> str:
         return f"<conn #{self.seq} {self.role.name.lower()} shard {self.shard.index}>"
+
+
+def _live(conn: _Conn | None) -> bool:
+    return conn is not None and conn.transport is not None
 
 
 class _Shard:
@@ -464,12 +476,6 @@ class Link:
             elif kind is Reconnect:
                 self._on_reconnect(conn, action.reason)  # type: ignore[union-attr]
 
-    def execute(self, actions: list[Action]) -> None:
-        """Carry out actions on the first shard's primary (compatibility)."""
-        primary = self.shards[0].primary
-        if primary is not None:
-            self._execute(primary, actions)
-
     def execute_for(self, symbol: str, actions: list[Action]) -> bool:
         """Carry out ``symbol``'s book actions (a resubscribe, a snapshot request) on the
         connection that carries that book; False when it is down."""
@@ -539,8 +545,24 @@ class Link:
         ctx = self._ssl_context
         if isinstance(ctx, ResumingContext) and conn.url.startswith("wss:"):
             conn.ticket_pending = True
-        if conn.role is Role.CANDIDATE and shard.primary is None:
-            conn.role = Role.PRIMARY  # the old link is already gone: no overlap to manage
+        if shard.primary is None and not self._stopping and conn.role in _TAKE_OVER:
+            # the old link went while this one connected: no overlap to manage, and no
+            # reason to leave the books waiting for the supervisor's backoff
+            if conn.role is Role.STANDBY:
+                self.stats.standby_failovers += 1
+                self._status("standby took over", f"{conn!r}: the primary dropped while it connected")
+            conn.role = Role.PRIMARY
+        elif conn.role is Role.PRIMARY and _live(shard.primary):
+            # a standby or a replacement took over while this one connected
+            if self.options.warm_standby and not _live(shard.standby):
+                conn.role = Role.STANDBY
+                self._status("late primary", f"{conn!r} connected after {shard.primary!r} took over: kept as standby")
+            else:
+                self._close_surplus(conn, f"connected after {shard.primary!r} took over")
+                return
+        elif conn.role is Role.STANDBY and _live(shard.standby):
+            self._close_surplus(conn, f"{shard.standby!r} is the standby already")
+            return
         if conn.role is Role.PRIMARY:
             self._install_primary(shard, conn)
             self.feed.last_recv_ns = now
@@ -555,6 +577,13 @@ class Link:
             if self._dedup is None:
                 self._dedup = {}
         self._execute(conn, list(conn.session.on_open(now)))
+
+    def _close_surplus(self, conn: _Conn, why: str) -> None:
+        """A connection that lost its place while it connected: it never subscribes, and
+        ``_open`` closes it once the connect has finished."""
+        conn.role = Role.DRAINING
+        conn.shard.draining.add(conn)
+        self._status("surplus connection", f"{conn!r} to be closed: {why}")
 
     def _install_primary(self, shard: _Shard, conn: _Conn) -> None:
         shard.primary = conn
@@ -890,6 +919,8 @@ class Link:
         )
         if self._stopping:
             transport.disconnect()
+        elif conn.role is Role.DRAINING:
+            self._close_drained(conn)  # surplus (``_close_surplus``)
         return conn
 
     def _after_failure(self, shard: _Shard, exc: ConnectError) -> float:
