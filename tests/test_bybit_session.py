@@ -288,15 +288,18 @@ def test_new_snapshot_mid_stream_replaces_the_book(frames):
 
 def test_on_open_subscribes_per_symbol_within_spot_limit():
     symbols = [f"C{i}-USDT" for i in range(7)]
-    session = BybitSession(symbols, depth=200, bbo=True)
+    session = BybitSession(symbols, depth=200)
     assert session.url() == "wss://stream.bybit.com/v5/public/spot"
     reqs = _sends(session.on_open(0))
     assert len(reqs) == 7  # one request per symbol, so a rejection is that symbol's alone
     assert all(r["op"] == "subscribe" and 0 < len(r["args"]) <= SPOT_MAX_ARGS for r in reqs)
     assert len({r["req_id"] for r in reqs}) == len(reqs)
     args = [a for r in reqs for a in r["args"]]
-    assert len(args) == len(set(args)) == 4 * 7
-    assert reqs[0]["args"] == ["orderbook.200.C0USDT", "publicTrade.C0USDT", "tickers.C0USDT", "orderbook.1.C0USDT"]
+    assert len(args) == len(set(args)) == 3 * 7
+    # spot tickers carry no bid/ask: the BBO comes from orderbook.1, by default
+    assert reqs[0]["args"] == ["orderbook.200.C0USDT", "publicTrade.C0USDT", "orderbook.1.C0USDT"]
+    no_bbo = BybitSession(["BTC-USDT"], bbo=False)
+    assert _sends(no_bbo.on_open(0))[0]["args"] == ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT"]
 
     linear = BybitSession(["BTC-USDT-PERP", "ETH-USDT"], category="linear")
     assert linear.symbols == ["BTC-USDT-PERP", "ETH-USDT-PERP"]
@@ -305,6 +308,10 @@ def test_on_open_subscribes_per_symbol_within_spot_limit():
         ["orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "tickers.BTCUSDT"],
         ["orderbook.50.ETHUSDT", "publicTrade.ETHUSDT", "tickers.ETHUSDT"],
     ]
+    fast = BybitSession(["BTC-USDT-PERP"], category="linear", bbo=True)
+    assert _sends(fast.on_open(0))[0]["args"] == [
+        "orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "tickers.BTCUSDT", "orderbook.1.BTCUSDT",
+    ]  # fmt: skip
 
 
 def test_bad_arguments_are_refused():
@@ -342,7 +349,7 @@ def test_rejected_subscription_names_its_symbol_and_others_carry_on(frames):
     errors = [e for e in events if isinstance(e, VenueError)]
     assert len(errors) == 1
     assert errors[0].symbol == "XXX-USDT" and errors[0].code == "subscribe"
-    assert "Invalid symbol" in errors[0].message and "tickers.XXXUSDT" in errors[0].message
+    assert "Invalid symbol" in errors[0].message and "orderbook.1.XXXUSDT" in errors[0].message
     assert session.rejected == set(bad["args"]) and session.acked == set(good["args"])
     assert session.stats.venue_errors == 1
     btc = feed.syncs["BTC-USDT"]
@@ -457,7 +464,7 @@ def test_spot_tickers_carry_no_quote():
 
 def test_orderbook_1_gives_quotes_and_is_the_book_at_depth_1(frames):
     top = _book_frame("BTCUSDT", "snapshot", 77, [("75848.74", "0.067669")], [("75848.75", "0.747137")], depth=1, ts=5)
-    bbo = BybitSession(["BTC-USDT"], bbo=True)
+    bbo = BybitSession(["BTC-USDT"])  # spot: orderbook.1 is subscribed by default
     (q,) = bbo.on_frame(top, 1)
     assert q == Quote("bybit", "BTC-USDT", "75848.74", "0.067669", "75848.75", "0.747137", 77, 5_000_000, 1)
 

@@ -148,14 +148,17 @@ class BybitSession(VenueSession):
         *,
         category: Literal["spot", "linear"] = "spot",
         depth: int = 50,
-        bbo: bool = False,
+        bbo: bool | None = None,
         ping_interval_s: float = 20.0,
         pong_timeout_s: float = 10.0,
     ) -> None:
         """``symbols`` in arbwire form; on linear a bare ``BTC-USDT`` is taken as ``BTC-USDT-PERP``.
 
-        ``bbo`` also subscribes ``orderbook.1`` for Quotes (spot tickers carry no
-        bid/ask); with ``depth=1`` the book topic is itself the BBO.
+        Quotes come from ``orderbook.1`` (``bbo``, on by default on spot, whose tickers
+        carry no bid/ask) and on linear from ``tickers``, whose deltas carry the BBO;
+        ``bbo=True`` on linear adds ``orderbook.1`` too (pushed every 10 ms, tickers
+        every 100 ms). With ``depth=1`` the book topic is itself the BBO. Spot tickers
+        are not subscribed: nothing in them is used.
         """
         if category not in CATEGORIES:
             raise ValueError(f"bybit category must be one of {CATEGORIES}, not {category!r}")
@@ -168,7 +171,7 @@ class BybitSession(VenueSession):
         common = [self._normalize(s) for s in symbols]
         super().__init__(common, endpoints or (LINEAR if self.linear else SPOT))
         self.depth = depth
-        self.bbo = bbo
+        self.bbo = not self.linear if bbo is None else bbo
         self.ping_interval_ns = int(ping_interval_s * 1e9)
         self.pong_timeout_ns = int(pong_timeout_s * 1e9)
         self.names = GluedSymbols([s.removesuffix(PERP) for s in self.symbols], lower=False)
@@ -218,7 +221,9 @@ class BybitSession(VenueSession):
 
     def topics(self, symbol: str) -> list[str]:
         name = self.venue_symbol(symbol)
-        out = [f"orderbook.{self.depth}.{name}", f"publicTrade.{name}", f"tickers.{name}"]
+        out = [f"orderbook.{self.depth}.{name}", f"publicTrade.{name}"]
+        if self.linear:
+            out.append(f"tickers.{name}")
         if self.bbo and self.depth != 1:
             out.append(f"orderbook.1.{name}")
         return out
