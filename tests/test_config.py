@@ -30,6 +30,13 @@ def test_file_overrides_defaults(tmp_path):
         ('[venues.binance]\nsymbols = ["BTCUSDT"]\n', "venues.binance.symbols[0]"),
         ('[venues.kraken]\nsymbols = ["BTC-USD"]\n', "venues.kraken"),
         ("[arb]\nmax_notional = -5\n", "arb.max_notional"),
+        ('[venues.bybit]\nsymbols = ["BTC-USDT"]\noptions = { depth = 25 }\n', "venues.bybit.options: bybit orderbook depth"),
+        ('[venues.okx]\nsymbols = ["BTC-USDT"]\noptions = { colour = "red" }\n', "venues.okx.options: "),
+        ('[venues.binance]\nsymbols = ["BTC-USDT"]\noptions = { encoding = "xml" }\n', "venues.binance.options: encoding"),
+        (
+            '[venues.binance]\nsymbols = ["BTC-USDT"]\noptions = { encoding = "sbe", api_key_env = "ARBWIRE_TEST_UNSET_KEY" }\n',
+            "venues.binance.options: Binance SBE streams need an API key",
+        ),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key):
@@ -60,3 +67,15 @@ def test_the_readme_example_config_loads(tmp_path):
     config = load_config(path)
     assert config.venues["htx"].options == {"book_channel": "depth"}
     assert config.link.make_before_break is True
+
+
+def test_a_binance_sbe_key_is_read_from_the_environment_never_from_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "sbe.toml"
+    path.write_text('[venues.binance]\nsymbols = ["BTC-USDT"]\noptions = { encoding = "sbe", api_key_env = "ARBWIRE_SBE_KEY" }\n')
+    monkeypatch.setenv("ARBWIRE_SBE_KEY", "ed25519-key")
+    config = load_config(path)
+    from arbwire.venues.registry import make_session
+
+    session = make_session("binance", ["BTC-USDT"], None, config.venues["binance"].options)
+    assert session.headers() == {"X-MBX-APIKEY": "ed25519-key"}
+    assert session.url().startswith("wss://stream-sbe.binance.com:9443/stream?streams=btcusdt@depth/")

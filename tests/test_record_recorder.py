@@ -208,3 +208,54 @@ async def test_htx_books_and_companion_link_record_and_replay_to_identical_tops(
     assert (htx["opens"], htx["companion_opens"]) == (1, 1)
     assert htx["bad_frames"] == 0  # and the venue's own refusals, if any, exactly as seen live:
     assert htx["venue_errors"] == [f"{e.symbol}: {e.code} {e.message}" for e in engine.errors]
+
+
+async def test_binance_over_sbe_records_and_replays_to_identical_tops_without_its_key(tmp_path):
+    """Binary SBE frames, JSON replies and REST snapshots land in one recording; the key
+    the session used is not written anywhere, and replay needs none."""
+    runner = pytest.importorskip("arbwire.sim.runner")
+    from arbwire.config import Config, VenueConfig
+    from arbwire.engine import Engine
+
+    key = "sbe-secret-key"
+    sims = await runner.start_simulators(
+        venues=("binance",), symbols=("BTC-USDT", "ETH-USDT"), seed=8, tick_ms=20,
+        venue_options={"binance": {"sbe": True, "sbe_api_keys": (key,)}},
+    )
+    live: list[tuple] = []
+    try:
+        ep = sims.endpoints["binance"]
+        engine = Engine(Config(venues={"binance": VenueConfig(
+            symbols=["BTC-USDT", "ETH-USDT"], ws_url=ep.ws_url, rest_url=ep.rest_url,
+            options={"encoding": "sbe", "api_key": key},
+        )}))  # fmt: skip
+        attach_recorder(engine, tmp_path, RecorderOptions(block_records=64, flush_s=0.2))
+        feed = engine.feeds["binance"]
+        inner = feed.on_book
+
+        def on_book(sync, upd):
+            inner(sync, upd)
+            bid, ask = sync.book.top()
+            live.append((upd.recv_ns, sync.symbol, sync.last_id, bid, ask))
+
+        feed.on_book = on_book
+        await engine.run(2.0)
+    finally:
+        await sims.close()
+    paths = [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
+    header = RawReader(paths[0]).header
+    assert header.options == {"encoding": "sbe"}
+    assert not any(key.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    binary = [r for p in paths for r in RawReader(p) if r.kind.name == "RECV" and r.payload[:1] != b"{"]
+    assert len(binary) > 50
+    out = tmp_path / "replayed.jsonl"
+    r = Replayer(emit=["tops"], out=Emitter(out))
+    r.add_paths(paths)
+    summary = r.run()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    replayed = [(t["recv_ns"], t["symbol"], t["seq"], (t["bid"], t["bid_size"]) if t["bid"] else None,
+                 (t["ask"], t["ask_size"]) if t["ask"] else None) for t in lines]  # fmt: skip
+    assert len(live) > 20 and sorted(replayed) == sorted(live)
+    books = summary["venues"]["binance"]["books"]
+    assert set(books) == {"BTC-USDT", "ETH-USDT"} and all(b["state"] == "SYNCED" for b in books.values())
+    assert summary["venues"]["binance"]["bad_frames"] == 0

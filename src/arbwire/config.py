@@ -154,7 +154,7 @@ def load_config(path: str | Path | None = None) -> Config:
 def validate(config: Config, path: str | Path = "<config>") -> None:
     """Checks a type can't express: known venues, symbol form, sane numbers."""
     from arbwire.symbols import SymbolError, split
-    from arbwire.venues.registry import VENUES
+    from arbwire.venues.registry import VENUES, make_session
 
     for name, venue in config.venues.items():
         if name not in VENUES:
@@ -164,6 +164,10 @@ def validate(config: Config, path: str | Path = "<config>") -> None:
                 split(symbol)
             except SymbolError as exc:
                 raise ConfigError(f"{path}: venues.{name}.symbols[{i}]: {exc}") from None
+        try:  # the session refuses options it does not know or can't use, and missing credentials
+            make_session(name, venue.symbols, None, venue.options).headers()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: venues.{name}.options: {exc}") from None
     if config.arb.min_net_bps < 0:
         raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
     if config.arb.max_notional <= 0:

@@ -22,7 +22,7 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -177,6 +177,7 @@ async def open_ws(
     resolver: Resolver | None = None,
     use_aiofastnet: bool | None = None,
     max_frame_size: int = 64 * 1024 * 1024,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> tuple[WSTransport, WSListener, ConnectTiming]:
     """Connect, upgrade, and return (transport, listener, timing). Raises ``ConnectError``."""
     parts = urlsplit(url)
@@ -244,6 +245,7 @@ async def open_ws(
             enable_auto_pong=True,
             max_frame_size=max_frame_size,
             use_aiofastnet=use_aiofastnet,
+            extra_headers=extra_headers or None,
             **kwargs,
         )
     except ConnectError:

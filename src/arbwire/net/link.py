@@ -883,6 +883,10 @@ class Link:
             session.endpoints = dataclasses.replace(session.endpoints, ws_url=base)
         url = session.url()
         self._seq += 1
+        try:
+            headers = session.headers()
+        except ValueError as exc:
+            raise ConnectError("config", self.venue, url, str(exc)) from exc
         conn = _Conn(self, shard, session, role, url, self._seq)
         standby = role is Role.STANDBY
         if not standby:
@@ -900,6 +904,7 @@ class Link:
                 handshake_timeout_s=o.handshake_timeout_s,
                 resolver=o.resolver,
                 use_aiofastnet=o.use_aiofastnet,
+                extra_headers=headers,
             )
         except ConnectError:
             raise

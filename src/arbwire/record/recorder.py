@@ -42,6 +42,7 @@ from arbwire.record import parquet
 from arbwire.record.rawfile import RawHeader, RawItem, RawWriter
 from arbwire.sinks import BoundedSink
 from arbwire.sync import BookSync
+from arbwire.venues.registry import SECRET_OPTIONS
 
 if TYPE_CHECKING:
     from arbwire.engine import Engine
@@ -328,7 +329,7 @@ def attach_recorder(engine: Engine, out_dir: str | Path, options: RecorderOption
     enabled = [(name, v) for name, v in engine.config.venues.items() if v.enabled]
     by_session: dict[str, tuple[str, dict[str, Any]]] = {}
     for (name, vcfg), venue in zip(enabled, engine.feeds, strict=False):
-        by_session[venue] = (name, dict(vcfg.options))
+        by_session[venue] = (name, {k: v for k, v in vcfg.options.items() if k not in SECRET_OPTIONS})
     for venue, link in engine.links.items():
         feed = engine.feeds[venue]
         session = feed.session

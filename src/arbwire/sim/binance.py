@@ -14,6 +14,13 @@ own books (never from arbwire's client code):
   snapshot at X is followed by a diff with ``U == X + 1``.
 * The server pings every ``ping_interval_s`` and closes a link whose pong (echoing
   the payload) has not come within ``pong_timeout_s``; unsolicited pongs don't count.
+
+With ``BinanceOptions(sbe=True)`` the WebSocket side is the SBE endpoint (§1.13): the
+upgrade needs an ``X-MBX-APIKEY`` header (else HTTP 401), the streams are
+``<s>@trade``, ``<s>@bestBidAsk``, ``<s>@depth`` (the 100 ms diffs above, same ``U..u``)
+and ``<s>@depth20`` (every 50 ms), and each event is one SBE message in one binary
+frame, with no combined wrapper. Control requests, replies and ``serverShutdown`` stay
+JSON text. The encoding itself is in ``arbwire.sim.binance_sbe``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
-from picows import WSCloseCode, WSUpgradeRequest
+from picows import WSCloseCode, WSMsgType, WSUpgradeRequest
 
+from arbwire.sim import binance_sbe as sbe
 from arbwire.sim.levels import text_levels
 from arbwire.sim.market import Book, MarketModel, Step
 from arbwire.sim.server import (
@@ -47,6 +55,9 @@ from arbwire.sim.server import (
 STREAM_RE = re.compile(
     r"^(?P<sym>[a-z0-9]+)@(?P<kind>trade|aggTrade|bookTicker|depth(?P<levels>5|10|20)?(?P<speed>@100ms|@1000ms)?)$"
 )
+SBE_STREAM_RE = re.compile(r"^(?P<sym>[a-z0-9]+)@(?P<kind>trade|bestBidAsk|depth(?P<levels>20)?)$")
+SBE_SNAPSHOT_MS = 50  # the @depth20 period of the SBE endpoint
+BAD_API_KEY = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
 MAX_DEPTH_LIMIT = 5000
 
 
@@ -64,6 +75,8 @@ class BinanceOptions:
     max_link_age_s: float = 24 * 3600.0
     rest_delay_s: float = 0.0  # REST answers this late, with the book as of the request
     nested_errors: bool = False  # {"error":{"code":..,"msg":..},"id":..} instead of flat
+    sbe: bool = False  # the SBE endpoint (§1.13) instead of the JSON one
+    sbe_api_keys: tuple[str, ...] = ()  # X-MBX-APIKEY values let in; empty: any non-empty key
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +85,7 @@ class Stream:
 
     name: str
     symbol: str | None
-    kind: str  # trade | aggTrade | bookTicker | diff | partial
+    kind: str  # trade | aggTrade | bookTicker | bestBidAsk (SBE) | diff | partial
     levels: int = 0
     fast: bool = True  # 100 ms rather than 1000 ms
 
@@ -138,12 +151,12 @@ class BinanceServer(VenueServer):
     # ----- naming -----
 
     def parse_stream(self, name: str) -> Stream | None:
-        m = STREAM_RE.match(name)
+        m = (SBE_STREAM_RE if self.options.sbe else STREAM_RE).match(name)
         if m is None:
             return None
         symbol = self._by_name.get(m["sym"])
         kind = m["kind"]
-        fast = m["speed"] == "@100ms"
+        fast = self.options.sbe or m["speed"] == "@100ms"
         if kind.startswith("depth"):
             if m["levels"]:
                 return Stream(name, symbol, "partial", int(m["levels"]), fast)
@@ -163,6 +176,8 @@ class BinanceServer(VenueServer):
             combined, names = False, [n for n in path[len("/ws") :].split("/") if n]
         else:
             return None
+        if self.options.sbe and not self._api_key_ok(request):
+            return reject(401, encode(BAD_API_KEY), "application/json")
         state = _LinkState(combined=combined, micro=micro)
         for name in names:
             stream = self.parse_stream(name)
@@ -170,6 +185,12 @@ class BinanceServer(VenueServer):
                 return reject(400, encode({"code": 2, "msg": "Invalid request: invalid stream"}))
             state.streams[name] = stream
         return LinkListener(self, state)
+
+    def _api_key_ok(self, request: WSUpgradeRequest) -> bool:
+        """The SBE endpoint's only check on the key: it is present and known (§1.13)."""
+        key = request.headers.get("X-MBX-APIKEY", "")
+        allowed = self.options.sbe_api_keys
+        return bool(key) and (not allowed or key in allowed)
 
     def on_connect(self, link: Link) -> None:
         link.state.next_ping = link.opened + self.options.ping_interval_s
@@ -351,6 +372,7 @@ class BinanceServer(VenueServer):
         if self.stalled or not self.links:
             return
         cache: dict[tuple[str, bool, bool], list[bytes]] = {}
+        kind = WSMsgType.BINARY if self.options.sbe else WSMsgType.TEXT
         for link in list(self.links.values()):
             state: _LinkState = link.state
             for stream in list(state.streams.values()):
@@ -363,7 +385,7 @@ class BinanceServer(VenueServer):
                         stream, events, state, now_ns, step, slow_flush
                     )
                 for frame in frames:
-                    self.send(link, frame)
+                    self._send_frame(link, kind, frame)
 
     def _encode_stream(
         self,
@@ -375,6 +397,8 @@ class BinanceServer(VenueServer):
         slow_flush: bool,
     ) -> list[bytes]:
         assert stream.symbol is not None
+        if self.options.sbe:
+            return self._encode_sbe(stream, events, now_ns, step)
         low = self._symbols[stream.symbol].name.lower()
         if stream.kind == "diff":
             payloads = events.get(f"{low}@depth@100ms" if stream.fast else f"{low}@depth", [])
@@ -389,6 +413,31 @@ class BinanceServer(VenueServer):
                 data = {**data, **{k: now_ns // 1000 for k in ("E", "T") if k in data}}
             out.append(encode({"stream": stream.name, "data": data} if state.combined else data))
         return out
+
+    def _encode_sbe(
+        self, stream: Stream, events: dict[str, list[dict[str, Any]]], now_ns: int, step: Step
+    ) -> list[bytes]:
+        """One SBE message per event, from the very events the JSON streams send."""
+        assert stream.symbol is not None
+        st = self._symbols[stream.symbol]
+        low = st.name.lower()
+        now_us = now_ns // 1000
+        if stream.kind == "diff":
+            return [sbe.depth_diff_from_json(e, now_us) for e in events.get(f"{low}@depth@100ms", [])]
+        if stream.kind == "partial":
+            if not self._sbe_snapshot_due(step):
+                return []
+            return [sbe.depth_snapshot_from_json(self._partial(stream.symbol, stream.levels), st.name, now_us)]
+        if stream.kind == "bestBidAsk":
+            return [sbe.best_bid_ask_from_json(e, now_us) for e in events.get(f"{low}@bookTicker", [])]
+        return sbe.trades_from_json(events.get(f"{low}@trade", []), now_us)
+
+    def _sbe_snapshot_due(self, step: Step) -> bool:
+        """Whether ``step`` crosses a 50 ms mark of model time: 50 ms apart on average
+        whatever the tick, and never more often than every tick."""
+        tick = self.model.tick_ms
+        t = step.index * tick
+        return t // SBE_SNAPSHOT_MS != (t - tick) // SBE_SNAPSHOT_MS
 
     # ----- REST -----
 

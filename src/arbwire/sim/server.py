@@ -93,10 +93,14 @@ class LinkListener(WSListener):
             self._server._unregister(self.link)
 
 
-def reject(status: int, body: bytes) -> WSUpgradeResponseWithListener:
-    """An HTTP error instead of the WebSocket upgrade (e.g. a malformed stream in the URL)."""
+def reject(
+    status: int, body: bytes, content_type: str | None = None
+) -> WSUpgradeResponseWithListener:
+    """An HTTP error instead of the WebSocket upgrade (e.g. a malformed stream in the URL).
+    Without ``content_type`` the body goes out as ``text/plain``."""
+    headers = {"Content-Type": content_type} if content_type else None
     return WSUpgradeResponseWithListener(
-        WSUpgradeResponse.create_error_response(status, body), None
+        WSUpgradeResponse.create_error_response(status, body, headers), None
     )
 
 

@@ -101,6 +101,11 @@ class VenueSession:
         """The WebSocket URL to open."""
         raise NotImplementedError
 
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers for the WebSocket upgrade (an API key where a venue wants one).
+        Raises ValueError when a credential it needs is missing."""
+        return {}
+
     def on_open(self, now_ns: int) -> list[Action]:
         """Messages to send once the link is up (subscriptions)."""
         return []

@@ -14,8 +14,18 @@ def _binance(symbols: Sequence[str], endpoints: Endpoints | None, options: Mappi
     from arbwire.venues import binance
 
     futures = bool(options.get("futures", False))
+    encoding = options.get("encoding", "json")
+    if encoding == "sbe":
+        from arbwire.venues import binance_sbe
+
+        if futures:
+            raise ValueError("encoding 'sbe': Binance's SBE market-data streams are spot only")
+        rest = _rest(options, "futures", "encoding")
+        return binance_sbe.BinanceSbeSession(symbols, endpoints or binance_sbe.SBE, **rest)
+    if encoding != "json":
+        raise ValueError(f"encoding must be 'json' or 'sbe', not {encoding!r}")
     default = binance.USDM if futures else binance.SPOT
-    return binance.BinanceSession(symbols, endpoints or default, futures=futures, **_rest(options, "futures"))
+    return binance.BinanceSession(symbols, endpoints or default, futures=futures, **_rest(options, "futures", "encoding"))
 
 
 def _okx(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[str, Any]) -> VenueSession:
@@ -45,6 +55,9 @@ def _htx(symbols: Sequence[str], endpoints: Endpoints | None, options: Mapping[s
 def _rest(options: Mapping[str, Any], *drop: str) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in drop}
 
+
+#: options that carry credentials: never written to a recording
+SECRET_OPTIONS = frozenset({"api_key"})
 
 VENUES: dict[str, SessionFactory] = {
     "binance": _binance,
