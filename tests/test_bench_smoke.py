@@ -46,3 +46,15 @@ def test_memory_counts_messages(capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("rss_before_mb", "rss_after_mb", "growth_mb", "growth_after_first_pass_mb", "peak_rss_mb"):
         assert isinstance(result[key], float)
     assert [n for n, _ in result["samples"]][:2] == [0, 33617]
+
+
+def test_sbe_rows_cover_every_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    import sbe
+
+    result = _run(sbe.main, ["--repeats", "1"], capsys)
+    rows = {r["kind"]: r for r in result["rows"]}
+    assert set(rows) == {"bookTicker", "trade", "depth"}
+    assert rows["depth"]["frames"] == 3434 and rows["bookTicker"]["frames"] == 24077
+    for r in rows.values():
+        assert r["sbe_bytes"] < r["json_bytes"]  # the binary form is smaller on every stream
+        assert r["json_ns"] > 0 and r["sbe_ns"] > 0 and r["sbe_python_ns"] > 0

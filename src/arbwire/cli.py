@@ -99,6 +99,7 @@ BENCH_SCRIPTS = {
     "compare": "compare.py",  # arbwire vs cryptofeed vs a bare picows loop on one replayed stream
     "latency": "latency.py",  # server send -> detector done at 10k msg/s and at the maximum rate
     "memory": "memory.py",  # RSS before and after 10 M messages
+    "sbe": "sbe.py",  # Binance JSON vs SBE decode on the same real events
 }
 
 
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory [--json] "
+        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe [--json] "
         "(arbwire bench NAME --help for options)",
     )
     bench.add_argument("what", choices=["connect", *BENCH_SCRIPTS])
