@@ -41,6 +41,14 @@ def _engine(sims: Simulators, venue: str, **options) -> Engine:
     return engine
 
 
+async def _started(venue: str, *, seed: int, market: MarketConfig | None = None, **options):  # type: ignore[no-untyped-def]
+    """Simulators for ``venue`` and an engine on them (not yet running): its link and first shard."""
+    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=seed, tick_ms=TICK_MS, market=market)
+    engine = _engine(sims, venue, **options)
+    link = engine.links[venue]
+    return sims, engine, link, link.shards[0]
+
+
 @contextlib.asynccontextmanager
 async def _running(engine: Engine):
     events: list = []
@@ -102,10 +110,7 @@ def _trade_keys(events: list, venue: str) -> list[tuple[str, str]]:
 # -- failover ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("venue", VENUES)
 async def test_losing_the_primary_promotes_the_warm_standby_without_resync(venue):
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=21, tick_ms=TICK_MS, market=MARKET)
-    engine = _engine(sims, venue, warm_standby=True)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=21, market=MARKET, warm_standby=True)
     loop = asyncio.get_running_loop()
     try:
         async with _running(engine) as events:
@@ -147,10 +152,7 @@ async def test_losing_the_primary_promotes_the_warm_standby_without_resync(venue
 
 @pytest.mark.parametrize("venue", VENUES)
 async def test_without_standby_the_same_loss_resyncs_the_books(venue):
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=22, tick_ms=TICK_MS, market=MARKET)
-    engine = _engine(sims, venue)  # warm_standby off (the default)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=22, market=MARKET)  # warm_standby off (the default)
     try:
         async with _running(engine) as events:
             await _until(lambda: _synced(engine))
@@ -171,10 +173,7 @@ async def test_without_standby_the_same_loss_resyncs_the_books(venue):
 
 async def test_losing_the_standby_reopens_it_and_leaves_the_primary_alone():
     venue = "binance"
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=23, tick_ms=TICK_MS)
-    engine = _engine(sims, venue, warm_standby=True)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=23, warm_standby=True)
     try:
         async with _running(engine) as events:
             await _until(lambda: _synced(engine) and _standby_ready(link))
@@ -197,10 +196,7 @@ async def test_losing_the_standby_reopens_it_and_leaves_the_primary_alone():
 async def test_a_dead_primary_fails_over_to_the_standby():
     """Dead-link detection (no frame for ``dead_after_s``) on the primary only."""
     venue = "okx"
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=24, tick_ms=TICK_MS)
-    engine = _engine(sims, venue, warm_standby=True, dead_after_s=0.5)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=24, warm_standby=True, dead_after_s=0.5)
     try:
         async with _running(engine) as events:
             await _until(lambda: _synced(engine) and _standby_ready(link))
@@ -256,10 +252,7 @@ def _no_backoff_for_a_while(link: Link) -> None:
 
 async def test_a_standby_connecting_when_the_primary_drops_takes_over_without_backoff():
     venue = "binance"
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=25, tick_ms=TICK_MS)
-    engine = _engine(sims, venue, warm_standby=True)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=25, warm_standby=True)
     gates = _Gates(link, Role.STANDBY)
     _no_backoff_for_a_while(link)  # the supervisor's reconnect would come 30 s later
     try:
@@ -289,10 +282,7 @@ async def test_a_standby_connecting_when_the_primary_drops_takes_over_without_ba
 @pytest.mark.parametrize("standby_taken", [False, True])
 async def test_a_primary_connecting_after_the_standby_took_over_becomes_the_standby_or_closes(standby_taken):
     venue = "okx"
-    sims = await start_simulators(venues=(venue,), symbols=SYMBOLS, seed=26, tick_ms=TICK_MS)
-    engine = _engine(sims, venue, warm_standby=True)
-    link = engine.links[venue]
-    shard = link.shards[0]
+    sims, engine, link, shard = await _started(venue, seed=26, warm_standby=True)
     gates = _Gates(link, Role.STANDBY)
     link.backoff_s = lambda shard=None: 0.0  # type: ignore[method-assign]
     try:

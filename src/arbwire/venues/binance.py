@@ -134,12 +134,13 @@ class BinanceSession(VenueSession):
         self._rule: SequenceRule = FuturesRule() if futures else SpotRule()
 
     # -- link ------------------------------------------------------------------
+    def channels(self) -> tuple[str, ...]:
+        """The streams subscribed for each symbol: book diffs, best bid/offer, trades."""
+        return (f"depth{self.depth_speed}", "bookTicker", "trade")
+
     def streams(self) -> list[str]:
-        out = []
-        for symbol in self.symbols:
-            name = self.names.to_venue(symbol)
-            out += [f"{name}@depth{self.depth_speed}", f"{name}@bookTicker", f"{name}@trade"]
-        return out
+        channels = self.channels()
+        return [f"{self.names.to_venue(symbol)}@{channel}" for symbol in self.symbols for channel in channels]
 
     def url(self) -> str:
         return f"{self.endpoints.ws_url}/stream?streams={'/'.join(self.streams())}"

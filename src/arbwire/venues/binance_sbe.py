@@ -218,12 +218,8 @@ class BinanceSbeSession(BinanceSession):
         if _C is not None:
             self._events = _C.Events(self.name, self._by_wire, self._seen, Quote, BookUpdate, Trade, BUY, SELL).events
 
-    def streams(self) -> list[str]:
-        out = []
-        for symbol in self.symbols:
-            name = self.names.to_venue(symbol)
-            out += [f"{name}@depth", f"{name}@bestBidAsk", f"{name}@trade"]
-        return out
+    def channels(self) -> tuple[str, ...]:
+        return ("depth", "bestBidAsk", "trade")
 
     def headers(self) -> dict[str, str]:
         key = self._api_key or os.environ.get(self.api_key_env, "")
