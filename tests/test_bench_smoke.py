@@ -58,3 +58,15 @@ def test_sbe_rows_cover_every_stream(capsys: pytest.CaptureFixture[str]) -> None
     for r in rows.values():
         assert r["sbe_bytes"] < r["json_bytes"]  # the binary form is smaller on every stream
         assert r["json_ns"] > 0 and r["sbe_ns"] > 0 and r["sbe_python_ns"] > 0
+
+
+def test_htx_mbp_increments_chain_and_sync(capsys: pytest.CaptureFixture[str]) -> None:
+    import htx_mbp
+
+    result = _run(htx_mbp.main, ["--passes", "1"], capsys)
+    assert result["increments_per_pass"] > 200 and result["symbols"] > 5
+    stages = result["stages"]
+    # every increment after the books synced applied: the derived chain has no gap
+    assert result["applied_per_pass"] == stages["apply"]["n"] == stages["frame_to_opportunity"]["n"] > 200
+    assert stages["decode"]["n"] == result["increments_per_pass"]
+    assert stages["fixture_decode"]["n"] == result["fixture_increments"] == 5

@@ -100,6 +100,7 @@ BENCH_SCRIPTS = {
     "latency": "latency.py",  # server send -> detector done at 10k msg/s and at the maximum rate
     "memory": "memory.py",  # RSS before and after 10 M messages
     "sbe": "sbe.py",  # Binance JSON vs SBE decode on the same real events
+    "htx-mbp": "htx_mbp.py",  # HTX's default incremental books, derived from the real full books
 }
 
 
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe [--json] "
+        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe|htx-mbp [--json] "
         "(arbwire bench NAME --help for options)",
     )
     bench.add_argument("what", choices=["connect", *BENCH_SCRIPTS])
