@@ -18,19 +18,20 @@ bit_length(uint64_t x)
     return x ? 64 - __builtin_clzll(x) : 0;
 }
 
-/* fold(samples, counts, mask, unit_magnitude, half_count_magnitude, half_count, top)
+/* fold(samples, counts, mask, unit_magnitude, half_count_magnitude, half_count, top[, offset])
  *   -> (recorded, negative, raw_min, min_recorded, max_recorded)
  *
  * samples: a buffer of int64 (array('q')); counts: the histogram's writable counts
- * buffer (ctypes array of 4- or 8-byte unsigned ints). Negative samples are counted,
- * not recorded; samples above `top` are recorded as `top`. raw_min is the smallest
- * sample, negatives included; the two others are None when nothing was recorded.
+ * buffer (ctypes array of 4- or 8-byte unsigned ints). `offset` (default 0) is added to
+ * every sample first (a venue clock's offset, arbwire.clock). Negative samples are
+ * counted, not recorded; samples above `top` are recorded as `top`. raw_min is the
+ * smallest sample, negatives included; the two others are None when nothing was recorded.
  */
 static PyObject *
 fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "fold() takes 7 arguments");
+    if (nargs != 7 && nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "fold() takes 7 or 8 arguments");
         return NULL;
     }
     long long mask = PyLong_AsLongLong(args[2]);
@@ -38,6 +39,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long half_mag = PyLong_AsLongLong(args[4]);
     long long half = PyLong_AsLongLong(args[5]);
     long long top = PyLong_AsLongLong(args[6]);
+    long long offset = nargs == 8 ? PyLong_AsLongLong(args[7]) : 0;
     if (PyErr_Occurred())
         return NULL;
     if (mask < 0 || unit < 0 || unit > 62 || half_mag < 0 || half_mag > 62 || half < 0 || top < 0) {
@@ -69,7 +71,7 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long recorded = 0, negative = 0;
     int64_t raw_min = 0, lo = 0, hi = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t v = s[i];
+        int64_t v = s[i] + offset;
         if (i == 0 || v < raw_min)
             raw_min = v;
         if (v < 0) {

@@ -107,6 +107,15 @@ class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     busy_poll: bool = False  # never block waiting for frames: lower latency, one core at 100%
 
 
+class ClockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Venue clock offsets (arbwire.clock), measured against each venue's REST server time."""
+
+    sync_every_s: float = 60.0  # one round trip per venue this often (0: off, latencies stay raw)
+    startup_samples: int = 4  # round trips 0.2 s apart at start, so an estimate is there at once
+    window: int = 8  # the estimate is the shortest round trip of the last this many
+    correct_latency: bool = True  # add the offset to venue-stamped (event -> receive) latencies
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     venues: dict[str, VenueConfig] = msgspec.field(default_factory=_default_venues)
     arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
@@ -114,6 +123,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
+    clock: ClockConfig = msgspec.field(default_factory=ClockConfig)
     log_level: str = "INFO"
     check_instruments: bool = True  # load instrument lists and drop unlisted symbols
     instrument_cache_dir: str | None = None  # default ~/.cache/arbwire/instruments
@@ -172,6 +182,10 @@ def validate(config: Config, path: str | Path = "<config>") -> None:
         raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
     if config.arb.max_notional <= 0:
         raise ConfigError(f"{path}: arb.max_notional: must be > 0")
+    if config.clock.sync_every_s < 0:
+        raise ConfigError(f"{path}: clock.sync_every_s: must be >= 0 (0: off)")
+    if config.clock.window < 1:
+        raise ConfigError(f"{path}: clock.window: must be >= 1")
     if config.bus.queue <= 0:
         raise ConfigError(f"{path}: bus.queue: must be > 0")
     if config.bus.snapshot_every_s < 0:

@@ -16,7 +16,7 @@ _STATE_STYLE = {"SYNCED": "green", "BUFFERING": "yellow", "RESYNCING": "red", "I
 
 def venue_table(snapshot: dict[str, Any], title: str = "venues") -> Table:
     table = Table(title=title, expand=False)
-    for col in ("venue", "link", "msgs/s", "frames", "books", "gaps", "resyncs", "bad", "e→r p50 µs", "e→r p99 µs", "rtt p50 µs", "proc p50 µs", "proc p99 µs"):
+    for col in ("venue", "link", "msgs/s", "frames", "books", "gaps", "resyncs", "bad", "e→r p50 µs", "e→r p99 µs", "rtt p50 µs", "proc p50 µs", "proc p99 µs", "clock ms"):
         table.add_column(col, justify="right" if col not in ("venue", "link", "books") else "left")
     for venue, v in snapshot["venues"].items():
         books = Text()
@@ -38,8 +38,16 @@ def venue_table(snapshot: dict[str, Any], title: str = "venues") -> Table:
             f"{lat['rtt_us']['p50']:.0f}",
             f"{lat['processing_us']['p50']:.1f}",
             f"{lat['processing_us']['p99']:.1f}",
+            _clock(lat.get("clock", {})),
         )
     return table
+
+
+def _clock(clock: dict[str, Any]) -> str:
+    """The venue clock's offset from ours and its error bound (e→r latencies are corrected by it)."""
+    if clock.get("offset_ms") is None:
+        return "-"
+    return f"{clock['offset_ms']:+.1f} ±{clock['uncertainty_ms']:.1f}"
 
 
 def _short(text: str, places: int = 8) -> str:

@@ -37,7 +37,7 @@ from arbwire.model import (
     VenueError,
 )
 from arbwire.net.link import Link, LinkOptions
-from arbwire.net.rest import RestClient
+from arbwire.net.rest import RestClient, RestError
 from arbwire.runtime import BusyPoll, GcFreeze
 from arbwire.sinks import BoundedSink
 from arbwire.sync import BookSync
@@ -127,7 +127,7 @@ class Engine:
         if old is not None:
             for sync in old.syncs.values():
                 self.detector.unregister(sync)
-        latency = VenueLatency(venue)
+        latency = VenueLatency(venue, self.config.clock.window)
         counters = VenueCounters()
         feed = VenueFeed(
             session,
@@ -282,6 +282,8 @@ class Engine:
         tasks = [asyncio.create_task(link.run(), name=f"link-{v}") for v, link in self.links.items()]
         tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         tasks.append(asyncio.create_task(self._fold_latency(), name="latency"))
+        if self.config.clock.sync_every_s > 0:
+            tasks.append(asyncio.create_task(self._clock_sync(), name="clock"))
         try:
             if duration_s is None:
                 await asyncio.gather(*tasks)
@@ -310,6 +312,39 @@ class Engine:
             await asyncio.sleep(0.05)
             for latency in self.latency.values():
                 latency.fold()
+
+    async def _clock_sync(self) -> None:
+        """Measure every venue's clock against ours (``arbwire.clock``): a few round trips at
+        start, then one per ``sync_every_s``, all venues at once, off the hot path."""
+        cfg = self.config.clock
+        rounds = 0
+        while True:
+            await asyncio.gather(*(self._clock_sample(venue) for venue in list(self.feeds)))
+            rounds += 1
+            await asyncio.sleep(0.2 if rounds < cfg.startup_samples else cfg.sync_every_s)
+
+    async def _clock_sample(self, venue: str) -> None:
+        session = self.feeds[venue].session
+        url = session.time_url()
+        if url is None:
+            return
+        latency = self.latency[venue]
+        clock = latency.clock
+        sent_ns = time.time_ns()
+        try:
+            body, recv_ns = await self.rest.get(venue, url)
+            venue_ns, resolution_ns = session.parse_server_time(body)
+        except (RestError, ValueError) as exc:
+            clock.failures += 1
+            if clock.failures == 1 or clock.failures % 10 == 0:
+                log.warning("venue=%s clock: server time unavailable (%d failures): %s", venue, clock.failures, exc)
+            return
+        sample = clock.add(sent_ns, venue_ns, recv_ns, resolution_ns)
+        if clock.count == 1:
+            log.info("venue=%s clock: %+.3f ms from ours (± %.3f ms, round trip %.3f ms)", venue,
+                     sample.offset_ns / 1e6, sample.uncertainty_ns / 1e6, sample.rtt_ns / 1e6)
+        if self.config.clock.correct_latency:
+            latency.event_to_recv.offset = clock.offset_ns // 1000  # the recorder counts µs
 
     async def _housekeeping(self) -> None:
         """Once a second: close opportunities whose books went stale, refresh rates."""

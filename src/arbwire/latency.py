@@ -6,9 +6,11 @@ book update, so the hot path only appends the raw value to a preallocated
 hot path (``fold()``, from the once-a-second timer, or when the buffer fills).
 Memory stays bounded: histograms are fixed size and the buffer has a cap.
 
-Venue clocks are not ours: ``recv_ns - venue_ts_ns`` can be negative when the
-local clock runs behind. Such samples are counted, not recorded, and the
-smallest difference seen is kept as a clock-offset hint.
+Venue clocks are not ours: ``recv_ns - venue_ts_ns`` reads short by however far the
+venue's clock runs ahead. ``arbwire.clock`` measures that offset against the venue's
+server time and the recorder adds it to every venue-stamped sample when folding
+(``Recorder.offset``). What is still negative after that is counted, not recorded, and
+the smallest difference seen is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from hdrh.histogram import HdrHistogram
+
+from arbwire.clock import VenueClock
 
 
 def _c_fold():  # type: ignore[no-untyped-def]
@@ -137,7 +141,7 @@ class Recorder:
     summaries are always in µs.
     """
 
-    __slots__ = ("hist", "pending", "negative", "min_seen", "per_us", "max_value")
+    __slots__ = ("hist", "pending", "negative", "min_seen", "per_us", "max_value", "offset")
 
     def __init__(self, unit_ns: int = 1000) -> None:
         self.per_us = 1000 / unit_ns
@@ -146,6 +150,9 @@ class Recorder:
         self.pending = array("q")
         self.negative = 0
         self.min_seen: int | None = None
+        # added to every sample when it is folded, in the recorder's unit: the venue clock's
+        # offset from ours (arbwire.clock), so venue-stamped latencies are on one clock
+        self.offset = 0
 
     def add(self, value_us: int) -> None:
         pending = self.pending
@@ -169,7 +176,7 @@ class Recorder:
         pending, h = self.pending, self.hist
         recorded, negative, raw_min, low, high = _FOLD_C(
             pending, h.counts, h.sub_bucket_mask, h.unit_magnitude,
-            h.sub_bucket_half_count_magnitude, h.sub_bucket_half_count, self.max_value,
+            h.sub_bucket_half_count_magnitude, h.sub_bucket_half_count, self.max_value, self.offset,
         )
         if self.min_seen is None or raw_min < self.min_seen:
             self.min_seen = raw_min
@@ -186,13 +193,14 @@ class Recorder:
         if not pending:
             return
         h = self.hist
-        low, high = min(pending), max(pending)
+        offset = self.offset
+        values = [v + offset for v in pending] if offset else pending
+        low, high = min(values), max(values)
         if self.min_seen is None or low < self.min_seen:
             self.min_seen = low
         top = self.max_value
-        values = pending
         if low < 0:
-            values = [v for v in pending if v >= 0]
+            values = [v for v in values if v >= 0]
             self.negative += len(pending) - len(values)
             low = min(values, default=0)
         if values:
@@ -230,13 +238,14 @@ class Recorder:
 class VenueLatency:
     """The three figures a trader asks of a venue link: add µs, except processing in ns."""
 
-    __slots__ = ("venue", "event_to_recv", "rtt", "processing")
+    __slots__ = ("venue", "event_to_recv", "rtt", "processing", "clock")
 
-    def __init__(self, venue: str) -> None:
+    def __init__(self, venue: str, clock_window: int = 8) -> None:
         self.venue = venue
         self.event_to_recv = Recorder()
         self.rtt = Recorder()
         self.processing = Recorder(unit_ns=1)
+        self.clock = VenueClock(clock_window)  # the venue clock's offset, for event_to_recv
 
     def fold(self) -> None:
         self.event_to_recv.fold()
@@ -248,4 +257,5 @@ class VenueLatency:
             "event_to_recv_us": self.event_to_recv.summary().as_dict(),
             "rtt_us": self.rtt.summary().as_dict(),
             "processing_us": self.processing.summary().as_dict(),
+            "clock": self.clock.as_dict(),
         }

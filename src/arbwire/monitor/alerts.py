@@ -20,6 +20,9 @@ book_stale      s            no update applied to a book for longer than the thr
                              link gets the threshold as grace)
 link_down       s            the venue link down for longer than the threshold
 rss             MB           process resident memory above the threshold
+clock_offset    ms           the venue's clock that far from ours (``arbwire.clock``), once
+                             the estimate is tighter than half the threshold: the local
+                             clock is not synchronised, or the venue's is off
 =============== ============ ============================================================
 
 Actions: ``resync`` (one book: fresh snapshot), ``reconnect`` (the venue link),
@@ -84,6 +87,7 @@ METRICS: Mapping[str, MetricSpec] = {
     ),
     "link_down": MetricSpec("s", True, "venue", ("none", "switch_endpoint"), 30.0, 0.0, "critical", "none", 120.0),
     "rss": MetricSpec("MB", True, "process", ("none",), 2048.0, 30.0, "warning", "none", 0.0),
+    "clock_offset": MetricSpec("ms", True, "venue", ("none",), 250.0, 0.0, "warning", "none", 0.0),
 }
 
 
@@ -422,6 +426,16 @@ class AlertManager:
                 down = (now - self._down_since[venue]) / 1e9 if venue in self._down_since else 0.0
                 yield Sample(venue, "", down, True,
                              f"{venue}: link down for {down:.0f}s; last error: {stats.last_error or '-'}")
+            elif metric == "clock_offset":
+                latency = engine.latency.get(venue)
+                best = latency.clock.best() if latency is not None else None
+                if best is None:
+                    continue
+                ms, within = abs(best.offset_ns) / 1e6, best.uncertainty_ns / 1e6
+                yield Sample(venue, "", ms, within < rule.threshold / 2,
+                             f"{venue}: venue clock {best.offset_ns / 1e6:+.1f} ms from ours (± {within:.1f} ms, "
+                             f"> {rule.threshold:g} ms): is this machine's clock synchronised (NTP)? "
+                             "venue-stamped latencies are corrected by the offset")
             elif metric == "latency_p99":
                 latency = engine.latency.get(venue)
                 if latency is None:

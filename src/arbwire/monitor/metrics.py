@@ -163,6 +163,15 @@ class EngineCollector(Collector):
         if monitor is not None:
             yield GaugeMetricFamily("arbwire_latency_window_seconds", "Window of the recent latency figures",
                                     value=monitor.latency_window_s)
+        offset = _gauge("arbwire_clock_offset_seconds",
+                        "The venue clock's offset from ours (positive: ahead), from REST server time", ["venue"])
+        within = _gauge("arbwire_clock_uncertainty_seconds", "How far off the clock offset can be", ["venue"])
+        for venue, latency in list(engine.latency.items()):
+            best = latency.clock.best()
+            if best is not None:
+                offset.add_metric([venue], best.offset_ns / 1e9)
+                within.add_metric([venue], best.uncertainty_ns / 1e9)
+        yield from (offset, within)
 
     # -- engine-wide ---------------------------------------------------------------------------
     def _opportunities(self) -> Iterator[Metric]:

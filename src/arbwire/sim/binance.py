@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -279,7 +278,7 @@ class BinanceServer(VenueServer):
                 self.close_link(link, WSCloseCode.POLICY_VIOLATION, b"pong timeout")
                 continue
             if now >= state.next_ping:
-                payload = str(time.time_ns() // 1_000_000).encode()  # not self.rng: ids stay seeded
+                payload = str(self.venue_ns() // 1_000_000).encode()  # not self.rng: ids stay seeded
                 link.transport.send_ping(payload)
                 state.pings[payload] = now
                 state.next_ping = now + o.ping_interval_s
@@ -288,7 +287,7 @@ class BinanceServer(VenueServer):
 
     def server_shutdown(self, close_after_s: float | None = 1.0) -> None:
         """Send the ``serverShutdown`` event to every link; close them after a delay."""
-        event = {"e": "serverShutdown", "E": time.time_ns() // 1_000_000}
+        event = {"e": "serverShutdown", "E": self.venue_ns() // 1_000_000}
         links = list(self.links.values())
         for link in links:
             body = {"stream": "!serverShutdown", "data": event} if link.state.combined else event
@@ -505,11 +504,11 @@ class BinanceServer(VenueServer):
                 ],
                 "permissionSets": [["SPOT"]],
             })
-        return json_response({"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+        return json_response({"timezone": "UTC", "serverTime": self.venue_ns() // 1_000_000,
                               "rateLimits": [], "exchangeFilters": [], "symbols": symbols})
 
     async def _rest_ping(self, request: web.Request) -> web.Response:
         return json_response({})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return json_response({"serverTime": time.time_ns() // 1_000_000})
+        return json_response({"serverTime": self.venue_ns() // 1_000_000})

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import secrets
 import string
-import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -266,7 +265,7 @@ class BybitServer(VenueServer):
     def _initial_push(self, category: str, topic: Topic) -> bytes | None:
         assert topic.symbol is not None
         m = self._markets[(category, topic.symbol)]
-        ts = time.time_ns() // 1_000_000
+        ts = self.venue_ns() // 1_000_000
         if topic.kind == "book":
             bs = m.books[topic.depth]
             return self._book_frame(m, topic.depth, "snapshot", bs.bids, bs.asks, bs.u, ts)
@@ -304,7 +303,7 @@ class BybitServer(VenueServer):
         """A service restart (§2.6): every book topic of ``symbol`` starts again at
         ``u = 1`` with a snapshot pushed now; deltas continue from ``u = 2``."""
         self._check_symbol(symbol)
-        ts = time.time_ns() // 1_000_000
+        ts = self.venue_ns() // 1_000_000
         frames: dict[tuple[str, str], list[bytes]] = {}
         for category in CATEGORIES:
             m = self._markets[(category, symbol)]
@@ -375,7 +374,7 @@ class BybitServer(VenueServer):
             "openInterest": "50000", "openInterestValue": bybit_str(50000 * m.last_price),
             "turnover24h": bybit_str(m.turnover.quantize(Decimal("0.0001"))),
             "volume24h": bybit_str(m.volume), "fundingRate": "0.0001",
-            "nextFundingTime": str((time.time_ns() // 1_000_000 // hour_ms + 1) * hour_ms),
+            "nextFundingTime": str((self.venue_ns() // 1_000_000 // hour_ms + 1) * hour_ms),
         }
         if bb is not None:
             out |= {"bid1Price": bybit_str(bb), "bid1Size": bybit_str(book.bids[bb])}
@@ -497,10 +496,9 @@ class BybitServer(VenueServer):
             web.get("/v5/market/time", self._rest_time),
         ]
 
-    @staticmethod
-    def _json(ret_code: int, ret_msg: str, result: Any) -> web.Response:
+    def _json(self, ret_code: int, ret_msg: str, result: Any) -> web.Response:
         return json_response({"retCode": ret_code, "retMsg": ret_msg, "result": result,
-                              "retExtInfo": {}, "time": time.time_ns() // 1_000_000})
+                              "retExtInfo": {}, "time": self.venue_ns() // 1_000_000})
 
     async def _rest_orderbook(self, request: web.Request) -> web.Response:
         category = request.query.get("category", "")
@@ -517,7 +515,7 @@ class BybitServer(VenueServer):
         limit = max(1, min(limit, REST_MAX_LIMIT))
         m = self._markets[(category, symbol)]
         book = self.model.book(self.venue, symbol)
-        ts = time.time_ns() // 1_000_000
+        ts = self.venue_ns() // 1_000_000
         result = {"s": m.name, "a": text_levels(best(book.asks, limit, False), False),
                   "b": text_levels(best(book.bids, limit, True), True), "ts": ts,
                   "u": m.books[1000].u, "seq": m.seq, "cts": ts - 2}
@@ -573,5 +571,5 @@ class BybitServer(VenueServer):
                                     "nextPageCursor": cursor})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        now = time.time_ns()
+        now = self.venue_ns()
         return self._json(0, "OK", {"timeSecond": str(now // 10**9), "timeNano": str(now)})

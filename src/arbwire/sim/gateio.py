@@ -150,7 +150,7 @@ class GateioServer(VenueServer):
         self._by_name: dict[str, str] = {}  # BTC_USDT -> BTC-USDT
         self._pairs: dict[str, _Pair] = {}
         self._trade_id = self.rng.randrange(10**8, 10**9)
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self.venue_ns() // 1_000_000
         for symbol in model.symbols:
             name = symbol.replace("-", "_").upper()
             self._by_name[name] = symbol
@@ -201,7 +201,7 @@ class GateioServer(VenueServer):
         channel, event = msg.get("channel"), msg.get("event")
         if channel == "spot.ping":
             state.last_alive = self.clock()
-            self.send(link, encode({"time": time.time_ns() // 10**9, "channel": "spot.pong",
+            self.send(link, encode({"time": self.venue_ns() // 10**9, "channel": "spot.pong",
                                     "event": "", "error": None, "result": None}))
             return
         try:
@@ -260,7 +260,7 @@ class GateioServer(VenueServer):
 
     def _respond(self, link: Link, msg: dict[str, Any], channel: Any, event: Any,
                  error: _Refused | None) -> None:
-        now_ns = time.time_ns()
+        now_ns = self.venue_ns()
         body: dict[str, Any] = {"time": now_ns // 10**9, "time_ms": now_ns // 10**6}
         if "id" in msg:
             body["id"] = msg["id"]
@@ -278,7 +278,7 @@ class GateioServer(VenueServer):
         if channel == OBU or (channel == UPDATE and self.options.update_full_first):
             p = self._pairs[symbol]
             gs = p.streams[(channel, param)]
-            ts = time.time_ns() // 1_000_000
+            ts = self.venue_ns() // 1_000_000
             return self._book_frame(p, channel, param, gs, True, gs.last_u, gs.last_u,
                                     gs.bids, gs.asks, ts)
         return None
@@ -297,7 +297,7 @@ class GateioServer(VenueServer):
             if now - state.last_alive >= o.ping_timeout_s:
                 self.close_link(link, PING_CLOSE, b"ping timeout")
             elif o.ping_interval_s > 0 and now >= state.next_ping:
-                payload = str(time.time_ns()).encode()  # not self.rng: ids stay seeded
+                payload = str(self.venue_ns()).encode()  # not self.rng: ids stay seeded
                 link.transport.send_ping(payload)
                 state.pings[payload] = now
                 state.next_ping = now + o.ping_interval_s
@@ -352,7 +352,7 @@ class GateioServer(VenueServer):
 
     def upgrade(self, close_after_s: float | None = None) -> int:
         """Send the ``event:"upgrade"`` message (§4.4, shape a guess), then close."""
-        now_ns = time.time_ns()
+        now_ns = self.venue_ns()
         body = encode({"time": now_ns // 10**9, "time_ms": now_ns // 10**6, "channel": "",
                        "event": "upgrade"})
         links = list(self.links.values())
@@ -507,7 +507,7 @@ class GateioServer(VenueServer):
         if request.query.get("with_id", "false") == "true":
             body["id"] = p.id
         body |= {
-            "current": time.time_ns() // 1_000_000, "update": p.last_change_ms,
+            "current": self.venue_ns() // 1_000_000, "update": p.last_change_ms,
             "asks": text_levels(best(book.asks, limit, False), False),
             "bids": text_levels(best(book.bids, limit, True), True),
         }
@@ -535,4 +535,4 @@ class GateioServer(VenueServer):
         return json_response(self._pair_info(symbol))
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return json_response({"server_time": time.time_ns() // 1_000_000})
+        return json_response({"server_time": self.venue_ns() // 1_000_000})

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -215,9 +214,8 @@ class HtxServer(VenueServer):
     def send_gz(self, link: Link, data: bytes) -> None:
         self._send_frame(link, WSMsgType.BINARY, data)
 
-    @staticmethod
-    def _ms() -> int:
-        return time.time_ns() // 1_000_000
+    def _ms(self) -> int:
+        return self.venue_ns() // 1_000_000
 
     # ----- connections -----
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -206,12 +205,12 @@ class OkxServer(VenueServer):
         if channel == "books" and self.options.ws_snapshot:
             bids, asks = self._book_levels(symbol, MAX_LEVELS)
             st = self._insts[symbol]
-            data = {"asks": asks, "bids": bids, "ts": str(time.time_ns() // 1_000_000),
+            data = {"asks": asks, "bids": bids, "ts": str(self.venue_ns() // 1_000_000),
                     "checksum": self._checksum_for_push(symbol), "prevSeqId": -1, "seqId": st.seq}
             self.send(link, encode({"arg": {"channel": channel, "instId": symbol},
                                     "action": "snapshot", "data": [data]}))
         elif channel in ("bbo-tbt", "books5"):
-            frame = self._top_push(channel, symbol, time.time_ns() // 1_000_000)
+            frame = self._top_push(channel, symbol, self.venue_ns() // 1_000_000)
             if frame is not None:
                 self.send(link, frame)
 
@@ -354,7 +353,7 @@ class OkxServer(VenueServer):
             return json_response({"code": "51000", "msg": "Parameter sz error", "data": []}, 400)
         bids, asks = self._book_levels(inst_id, max(1, min(sz, MAX_LEVELS)))
         return await respond_late(json_response({"code": "0", "msg": "", "data": [{
-            "asks": asks, "bids": bids, "ts": str(time.time_ns() // 1_000_000),
+            "asks": asks, "bids": bids, "ts": str(self.venue_ns() // 1_000_000),
             "seqId": self._insts[inst_id].seq,
         }]}), self.options.rest_delay_s)
 
@@ -378,5 +377,5 @@ class OkxServer(VenueServer):
         return json_response({"code": "0", "msg": "", "data": data})
 
     async def _rest_time(self, request: web.Request) -> web.Response:
-        return json_response({"code": "0", "msg": "", "data": [{"ts": str(time.time_ns() // 1_000_000)}]})
+        return json_response({"code": "0", "msg": "", "data": [{"ts": str(self.venue_ns() // 1_000_000)}]})
 

@@ -102,7 +102,7 @@ class Simulators:
         self.model.mark_sent(step, now_ns)
         for server in self._servers.values():
             try:
-                server.publish(step, now_ns)
+                server.publish(step, now_ns + server.clock_skew_ns)
             except Exception:
                 log.exception("%s: publish failed at step %d", server.venue, step.index)
         if self._on_episode is not None:

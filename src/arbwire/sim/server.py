@@ -148,7 +148,7 @@ class VenueServer:
     venue: str = ""  # the model's name for this venue (an instance may rename it)
     options_type: ClassVar[type] = object  # the venue's frozen options dataclass
     faults: ClassVar[frozenset[str]] = frozenset(
-        {"skip_sequence", "drop_connections", "stall", "resume", "send_raw"}
+        {"skip_sequence", "drop_connections", "stall", "resume", "send_raw", "skew_clock"}
     )
 
     def __init__(
@@ -168,6 +168,7 @@ class VenueServer:
         self.rng = random.Random(f"{self.venue}:{seed}")  # the server's own ids; not the model's
         self.links: dict[int, Link] = {}
         self.stalled = False
+        self.clock_skew_ns = 0  # the venue's clock against ours (``skew_clock``)
         self.ws_port = 0
         self.rest_port = 0
         self._next_link_id = 1
@@ -190,6 +191,11 @@ class VenueServer:
     @staticmethod
     def clock() -> float:
         return time.monotonic()
+
+    def venue_ns(self) -> int:
+        """The venue's wall clock, which every timestamp it sends comes from: ours plus
+        ``clock_skew_ns``."""
+        return time.time_ns() + self.clock_skew_ns
 
     async def start(self, ws_port: int = 0, rest_port: int = 0) -> None:
         self._ws_server = await ws_create_server(
@@ -306,6 +312,11 @@ class VenueServer:
             self._skip.discard(symbol)
             return True
         return False
+
+    def skew_clock(self, ms: float) -> None:
+        """From now on the venue's clock runs ``ms`` ahead of ours (behind if negative):
+        every timestamp it sends, events and REST server time alike, carries the skew."""
+        self.clock_skew_ns = int(ms * 1_000_000)
 
     def drop_connections(self) -> int:
         """Abruptly close every link (TCP abort, no close frame). Returns how many."""

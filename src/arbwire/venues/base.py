@@ -140,6 +140,16 @@ class VenueSession:
         """Turn a REST snapshot body into a snapshot BookUpdate (raises ValueError if bad)."""
         raise NotImplementedError(f"{self.name} has no REST snapshot")
 
+    # -- venue clock -------------------------------------------------------------
+    def time_url(self) -> str | None:
+        """The venue's REST server-time endpoint (arbwire.clock measures its offset from
+        ours with it), or None when it has none."""
+        return None
+
+    def parse_server_time(self, body: bytes) -> tuple[int, int]:
+        """(venue time in ns, its resolution in ns) from the ``time_url`` answer; ValueError if bad."""
+        raise NotImplementedError(f"{self.name} has no server time")
+
     # -- shared helpers for subclasses -------------------------------------------
     def bad_frame(self, reason: str, payload: bytes | str, recv_ns: int) -> BadFrame:
         stats = self.stats
@@ -155,3 +165,18 @@ class VenueSession:
         self.stats.venue_errors += 1
         log.error("venue=%s symbol=%s rejected: code=%s %s", self.name, symbol or "?", code, message)
         return VenueError(self.name, symbol, code, message, recv_ns)
+
+
+MS_NS = 1_000_000
+
+
+def server_time(venue: str, body: bytes, type_: type, pick) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Decode a server-time answer into ``type_`` and ``pick`` its milliseconds: (ns, 1 ms).
+    Errors name the venue and quote the body."""
+    try:
+        ms = int(pick(msgspec.json.decode(body, type=type_)))
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{venue} server time: {exc}: {body[:200]!r}") from exc
+    if ms <= 0:
+        raise ValueError(f"{venue} server time: {ms} is not a time: {body[:200]!r}")
+    return ms * MS_NS, MS_NS

@@ -16,7 +16,15 @@ import msgspec
 from arbwire.model import BUY, SELL, BookUpdate, Level, Quote, Trade
 from arbwire.symbols import GluedSymbols
 from arbwire.sync import APPLY, GAP, STALE, PrevIdChain, SequenceRule, Verdict
-from arbwire.venues.base import Action, Endpoints, FetchSnapshot, Output, Reconnect, VenueSession
+from arbwire.venues.base import (
+    Action,
+    Endpoints,
+    FetchSnapshot,
+    Output,
+    Reconnect,
+    VenueSession,
+    server_time,
+)
 
 SPOT = Endpoints("wss://stream.binance.com:9443", "https://api.binance.com")
 USDM = Endpoints("wss://fstream.binance.com", "https://fapi.binance.com")
@@ -297,3 +305,14 @@ class BinanceSession(VenueSession):
             self.name, symbol, s.bids, s.asks, s.lastUpdateId, s.lastUpdateId, -1, True, None,
             s.E * MS, recv_ns,
         )
+
+    # -- venue clock -----------------------------------------------------------
+    def time_url(self) -> str:
+        return f"{self.endpoints.rest_url}{'/fapi/v1/time' if self.futures else '/api/v3/time'}"
+
+    def parse_server_time(self, body: bytes) -> tuple[int, int]:
+        return server_time(self.name, body, _ServerTime, lambda t: t.serverTime)
+
+
+class _ServerTime(msgspec.Struct):
+    serverTime: int

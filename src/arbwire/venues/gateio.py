@@ -47,6 +47,7 @@ from arbwire.venues.base import (
     Reconnect,
     Send,
     VenueSession,
+    server_time,
 )
 
 SPOT = Endpoints("wss://api.gateio.ws", "https://api.gateio.ws")
@@ -577,3 +578,14 @@ class GateioSession(VenueSession):
         return BookUpdate(
             self.name, symbol, s.bids, s.asks, s.id, s.id, -1, True, None, ts, recv_ns
         )
+
+    # -- venue clock -----------------------------------------------------------
+    def time_url(self) -> str:
+        return f"{self.endpoints.rest_url}/api/v4/spot/time"
+
+    def parse_server_time(self, body: bytes) -> tuple[int, int]:
+        return server_time(self.name, body, _ServerTime, lambda t: t.server_time)
+
+
+class _ServerTime(msgspec.Struct):
+    server_time: int

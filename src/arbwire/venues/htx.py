@@ -80,7 +80,15 @@ from arbwire.model import BUY, SELL, BookUpdate, Level, Quote, Trade
 from arbwire.numbers import SCALE_DIGITS, plain_text
 from arbwire.symbols import GluedSymbols
 from arbwire.sync import APPLY, GAP, STALE, PrevIdChain, SequenceRule, Verdict
-from arbwire.venues.base import Action, Endpoints, Output, Reconnect, Send, VenueSession
+from arbwire.venues.base import (
+    Action,
+    Endpoints,
+    Output,
+    Reconnect,
+    Send,
+    VenueSession,
+    server_time,
+)
 
 HTX = Endpoints("wss://api.huobi.pro", "https://api.huobi.pro")
 HTX_AWS = Endpoints("wss://api-aws.huobi.pro", "https://api-aws.huobi.pro")
@@ -748,3 +756,20 @@ class HtxSession(VenueSession):
             return self.names.to_common(name)
         except ValueError:
             return name  # not BASE+QUOTE we can split: name it as HTX spelled it
+
+    # -- venue clock -----------------------------------------------------------------
+    def time_url(self) -> str:
+        return f"{self.endpoints.rest_url}/v1/common/timestamp"
+
+    def parse_server_time(self, body: bytes) -> tuple[int, int]:
+        def pick(reply: _Timestamp) -> int:
+            if reply.status != "ok":
+                raise ValueError(f"status {reply.status!r}")
+            return reply.data
+
+        return server_time(self.name, body, _Timestamp, pick)
+
+
+class _Timestamp(msgspec.Struct):
+    status: str
+    data: int = 0

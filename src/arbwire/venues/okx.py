@@ -41,6 +41,7 @@ from arbwire.venues.base import (
     Reconnect,
     Send,
     VenueSession,
+    server_time,
 )
 
 OKX = Endpoints("wss://ws.okx.com:8443", "https://www.okx.com")
@@ -526,3 +527,25 @@ class OkxSession(VenueSession):
         bids: list[Level] = [(lv.px, lv.sz) for lv in book.bids]
         asks: list[Level] = [(lv.px, lv.sz) for lv in book.asks]
         return BookUpdate(self.name, symbol, bids, asks, seq, seq, -1, True, None, ts, recv_ns)
+
+    # -- venue clock -------------------------------------------------------------------------
+    def time_url(self) -> str:
+        return f"{self.endpoints.rest_url}/api/v5/public/time"
+
+    def parse_server_time(self, body: bytes) -> tuple[int, int]:
+        def pick(reply: _TimeReply) -> str:
+            if str(reply.code) != "0":
+                raise ValueError(f"code {reply.code!r} {reply.msg!r}")
+            return reply.data[0].ts
+
+        return server_time(self.name, body, _TimeReply, pick)
+
+
+class _TimeData(msgspec.Struct):
+    ts: str
+
+
+class _TimeReply(msgspec.Struct):
+    code: str | int = ""
+    msg: str = ""
+    data: list[_TimeData] = []
