@@ -167,3 +167,53 @@ def test_which_numbers_take_the_fast_path(text, fast, monkeypatch):
         htx._TEXTS.clear()
         assert _outcome(htx._levels, raw) == expected
     assert (fallbacks == []) is fast
+
+
+needs_c = pytest.mark.skipif(htx._c_htx_levels is None, reason="arbwire._levels not built")
+
+
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(arrays())
+def test_the_c_path_answers_only_what_the_python_path_answers(raw):
+    """``_levels.htx_levels`` gives the Python path's levels, or None (then Python decides)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(htx, "_c_htx_levels", None)
+        python = _outcome(htx._levels, raw)  # warms the literal table, as live frames do
+        python_again = _outcome(htx._levels, raw)
+    c = htx._c_htx_levels(raw, htx._TEXTS)
+    if c is not None:
+        assert c == python == python_again
+
+
+@needs_c
+def test_the_c_path_takes_the_real_books_once_their_literals_are_known():
+    import zlib
+    from pathlib import Path
+
+    from arbwire.record.importers import Kind, read_cryptofeed
+
+    capture = Path(__file__).resolve().parents[2] / "shared/data/real/cryptofeed/HUOBI.ws.44.0"
+    arrays_seen = answered = 0
+    for rec in read_cryptofeed(capture):
+        if rec.kind is not Kind.RECV:
+            continue
+        text = zlib.decompress(rec.payload, 31)
+        if b"depth.step0" not in text:
+            continue
+        tick = msgspec.json.decode(text, type=dict[str, msgspec.Raw]).get("tick")
+        if tick is None:
+            continue  # the subscription's acknowledgement
+        for side in msgspec.json.decode(tick, type=dict[str, msgspec.Raw]).values():
+            data = bytes(side)
+            if not data.startswith(b"[["):
+                continue
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(htx, "_c_htx_levels", None)
+                python = htx._levels(msgspec.Raw(data))
+            c = htx._c_htx_levels(data, htx._TEXTS)
+            arrays_seen += 1
+            if c is not None:
+                answered += 1
+                assert c == python
+    assert arrays_seen > 500 and answered == arrays_seen  # every real array, in C

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from arbwire.feed import VenueFeed
 from arbwire.model import BadFrame, BookUpdate, Quote, Side, SyncState, Trade, VenueError
 from arbwire.numbers import to_units
+from arbwire.venues import htx as htx_module
 from arbwire.venues.base import Reconnect, Send
 from arbwire.venues.htx import HtxMbpRule, HtxSession
 
@@ -595,6 +596,25 @@ def test_garbage_never_makes_the_session_raise(junk, pos, byte):
             if isinstance(item, BookUpdate):
                 for price, size in item.bids + item.asks:
                     to_units(price), to_units(size)
+
+
+@pytest.mark.skipif(htx_module._LIBDEFLATE is None, reason="libdeflate (deflate) not installed")
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, len(GOOD) - 1), st.integers(0, 255), st.binary(max_size=12))
+def test_libdeflate_and_zlib_give_the_same_outcome_on_any_frame(junk, pos, byte, tail):
+    """The fast gunzip answers only for a whole single member; zlib decides everything else."""
+    corrupt = GOOD[:pos] + bytes([byte]) + GOOD[pos + 1 :]
+    frames = (GOOD, junk, corrupt, gz(junk), GOOD + tail, GOOD + GOOD, GOOD[: max(0, len(GOOD) - len(tail))])
+    for payload in frames:
+        fast = HtxSession(["BTC-USDT"]).on_frame(payload, 1)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(htx_module, "_LIBDEFLATE", None)
+            reference = HtxSession(["BTC-USDT"]).on_frame(payload, 1)
+        if payload == GOOD + GOOD:  # the one difference: a repeated member decodes as the one
+            assert fast == HtxSession(["BTC-USDT"]).on_frame(GOOD, 1)
+            assert [type(x) for x in reference] == [BadFrame]
+            continue
+        assert fast == reference
 
 
 def test_reconnect_asks_again_for_snapshots_lost_with_the_old_link():

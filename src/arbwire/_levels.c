@@ -591,9 +591,182 @@ done:
     return result;
 }
 
+/* -- HTX level arrays -------------------------------------------------------------------
+ * htx_levels(data, texts) -> list of (price text, size text), or None.
+ *
+ * The fast path of arbwire.venues.htx._levels for the common shape: `data` is exactly
+ * [[number,number],...] (JSON whitespace allowed), every number a JSON number literal.
+ * A literal with no sign, no exponent and at most 19 characters is its own text (an
+ * integer literal too: JSON forbids leading zeros, so it is what str(int) prints);
+ * any other literal is looked up in `texts` (the module's literal -> text table that
+ * _levels' msgspec hook fills). Anything else, a literal missing from the table
+ * included, returns None and the Python path decides, words every error and fills the
+ * table; so the result, when there is one, is the Python path's by construction
+ * (tests/test_htx_levels.py compares them on arbitrary input). */
+static inline const char *
+skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* End of the JSON number literal at p, or NULL when it is not one; *plain says whether it
+ * is its own text (no '-', no exponent, at most 19 characters). */
+static const char *
+number_end(const char *p, const char *end, int *plain)
+{
+    const char *start = p;
+    int simple = 1;
+    if (p < end && *p == '-') {
+        simple = 0;
+        p++;
+    }
+    if (p >= end)
+        return NULL;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return NULL;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        simple = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    *plain = simple && (p - start) <= 19;
+    return p;
+}
+
+/* New reference to the text of the literal [p, q), or NULL: *fallback set when the
+ * table lacks it, an exception set on a real error. */
+static PyObject *
+literal_text(const char *p, const char *q, int plain, PyObject *texts, int *fallback)
+{
+    PyObject *lit = PyUnicode_New(q - p, 127);
+    if (lit == NULL)
+        return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(lit), p, (size_t)(q - p));
+    if (plain)
+        return lit;
+    PyObject *text = PyDict_GetItemWithError(texts, lit); /* borrowed; no __missing__ */
+    Py_DECREF(lit);
+    if (text == NULL) {
+        if (!PyErr_Occurred())
+            *fallback = 1;
+        return NULL;
+    }
+    Py_INCREF(text);
+    return text;
+}
+
+static PyObject *
+htx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "htx_levels(data: bytes, texts: dict)");
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(args[0]), *end = p + PyBytes_GET_SIZE(args[0]);
+    PyObject *texts = args[1];
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    int fallback = 0;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '[')
+        goto unsure;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        p = skip_ws(p + 1, end);
+        if (p != end)
+            goto unsure;
+        return out;
+    }
+    for (;;) {
+        if (p >= end || *p != '[')
+            goto unsure;
+        PyObject *pair[2];
+        for (int k = 0; k < 2; k++) {
+            p = skip_ws(p + 1, end); /* past '[' or ',' */
+            int plain;
+            const char *q = number_end(p, end, &plain);
+            if (q == NULL) {
+                if (k)
+                    Py_DECREF(pair[0]);
+                goto unsure;
+            }
+            pair[k] = literal_text(p, q, plain, texts, &fallback);
+            if (pair[k] == NULL) {
+                if (k)
+                    Py_DECREF(pair[0]);
+                if (fallback)
+                    goto unsure;
+                Py_DECREF(out);
+                return NULL;
+            }
+            p = skip_ws(q, end);
+            if (p >= end || *p != (k ? ']' : ',')) {
+                Py_DECREF(pair[k]);
+                if (k)
+                    Py_DECREF(pair[0]);
+                goto unsure;
+            }
+        }
+        PyObject *level = PyTuple_New(2);
+        if (level == NULL) {
+            Py_DECREF(pair[0]);
+            Py_DECREF(pair[1]);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, pair[0]);
+        PyTuple_SET_ITEM(level, 1, pair[1]);
+        int failed = PyList_Append(out, level);
+        Py_DECREF(level);
+        if (failed) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        p = skip_ws(p + 1, end); /* past ']' */
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') {
+            p = skip_ws(p + 1, end);
+            if (p != end)
+                goto unsure;
+            return out;
+        }
+        goto unsure;
+    }
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+static const char htx_levels_doc[] =
+    "htx_levels(data, texts) -> [(price, size), ...] or None: HTX level arrays, see the source.";
+
 static PyMethodDef levels_methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL, apply_side_doc},
     {"okx_checksum", (PyCFunction)(void (*)(void))okx_checksum, METH_FASTCALL, okx_checksum_doc},
+    {"htx_levels", (PyCFunction)(void (*)(void))htx_levels, METH_FASTCALL, htx_levels_doc},
     {NULL, NULL, 0, NULL},
 };
 

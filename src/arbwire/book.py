@@ -48,7 +48,7 @@ def _load_c_ext() -> tuple[ModuleType | None, str]:
             exc,
         )
         return None, f"python (extension not built: {exc})"
-    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX or not hasattr(_levels, "okx_checksum"):
+    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX or not hasattr(_levels, "htx_levels"):
         log.warning("arbwire._levels is a stale build: using the pure-Python book level loop")
         return None, "python (stale extension build)"
     return _levels, "c"
