@@ -5,7 +5,8 @@ symbols, ~200 levels a frame, 37 % of the numbers exponent literals such as
 ``9.121E-7``), each step alone: gunzip, the envelope and tick decode that cut the
 level arrays out as ``msgspec.Raw``, the level arrays through ``_levels`` and through
 ``_levels_careful`` (its reference), with warm tables and from empty ones, and the
-whole ``HtxSession.on_frame``. Every figure is the minimum over ``--repeats`` runs
+whole ``HtxSession.on_frame``; gunzip by zlib and by libdeflate, the level arrays in C
+(``arbwire._levels.htx_levels``) and by the Python fast path. Every figure is the minimum over ``--repeats`` runs
 through all frames: other work on the machine only ever adds time.
 
     .venv/bin/python bench/htx_decode.py [--repeats N]
@@ -70,17 +71,28 @@ def main(argv: list[str] | None = None) -> int:
         for f in frames:
             zlib.decompressobj(31).decompress(f)
 
+    def gunzip_libdeflate() -> None:
+        limit = session.max_frame_bytes
+        for f in frames:
+            htx._gunzip_fast(f, limit)
+
     def envelope_and_tick() -> None:
         for t in texts:
             depth.decode(envelope.decode(t).tick)
 
-    def levels(fn: Callable[[msgspec.Raw], object], cold: bool) -> Callable[[], None]:
+    def levels(fn: Callable[[msgspec.Raw], object], cold: bool, c: bool = True) -> Callable[[], None]:
         def run() -> None:
             if cold:
                 htx._TEXTS.clear()
                 htx._NORMALIZED.clear()
-            for a in arrays:
-                fn(a)
+            saved = htx._c_htx_levels
+            if not c:
+                htx._c_htx_levels = None
+            try:
+                for a in arrays:
+                    fn(a)
+            finally:
+                htx._c_htx_levels = saved
         return run
 
     def on_frame() -> None:
@@ -91,11 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     n, r = len(frames), args.repeats
     result = {
         "frames": n,
-        "gunzip": _best(gunzip, r, n),
+        "gunzip zlib": _best(gunzip, r, n),
+        "gunzip libdeflate": _best(gunzip_libdeflate, r, n) if htx._LIBDEFLATE else None,
         "envelope+tick": _best(envelope_and_tick, r, n),
-        "levels fast, warm": _best(levels(htx._levels, False), r, n),
+        "levels C, warm": _best(levels(htx._levels, False), r, n) if htx._c_htx_levels else None,
+        "levels fast Python, warm": _best(levels(htx._levels, False, c=False), r, n),
         "levels careful, warm": _best(levels(htx._levels_careful, False), r, n),
-        "levels fast, from empty tables": _best(levels(htx._levels, True), r, n),
+        "levels C, from empty tables": _best(levels(htx._levels, True), r, n) if htx._c_htx_levels else None,
+        "levels fast Python, from empty tables": _best(levels(htx._levels, True, c=False), r, n),
         "levels careful, from empty tables": _best(levels(htx._levels_careful, True), r, n),
         "on_frame": _best(on_frame, r, n),
     }
