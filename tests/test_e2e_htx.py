@@ -137,6 +137,24 @@ async def test_books_sync_with_late_reps_and_match_the_model(tmp_path: Path) -> 
         assert pepe is not None and pepe.venue_symbol == "pepeusdt" and pepe.tick_size == "0.00000001"
 
 
+async def test_a_stricter_req_limit_is_learned_and_every_book_syncs_without_errors(tmp_path: Path) -> None:
+    """The venue allows one req per 300 ms, the client starts at 120 ms: the 429s widen its
+    spacing until the reqs pass, and no VenueError reaches the trader."""
+    symbols = ["BTC-USDT", "ETH-USDT", "PEPE-USDT", "LTC-USDT"]
+    async with (
+        await start_simulators(("htx",), ("BTC-USDT", "ETH-USDT", PEPE, "LTC-USDT"), tick_ms=TICK_MS,  # type: ignore[arg-type]
+                               seed=5, venue_options={"htx": {"req_interval_s": 0.3}}) as sims,
+        engine_on(sims, symbols, tmp_path) as c,
+    ):
+        await until(synced(c, symbols), what="all books synced", timeout=8.0)
+        session = c.feed.session
+        assert isinstance(session, HtxSession)
+        assert session.req_throttled >= 1 and session.req_gap_ns > session.req_interval_ns
+        assert session.stats.venue_errors == 0
+        assert not [e for e in c.events if isinstance(e, VenueError)]
+        await books_match_model(sims, c, symbols)
+
+
 async def test_a_skipped_sequence_resyncs_only_that_symbol(tmp_path: Path) -> None:
     symbols = ["BTC-USDT", "ETH-USDT"]
     async with (

@@ -323,6 +323,39 @@ def test_req_is_rate_limited_to_one_per_100_ms_per_link():
     assert len({g["id"] for g in got}) == 3
 
 
+def test_throttled_req_widens_the_spacing_asks_again_and_eases_back(caplog):
+    session = HtxSession(["BTC-USDT", "ETH-USDT"], req_interval_s=0.1, req_interval_max_s=0.3)
+    feed = VenueFeed(session)
+    seen = []
+    feed.on_event = seen.append
+    session.on_open(T0)
+    (req,) = sends(feed.on_frame(mbp("btcusdt", 2, 1), T0))
+    throttled = gz(f'{{"status":"error","id":"{req["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}')
+    with caplog.at_level("WARNING", logger="arbwire.venues"):
+        assert feed.on_frame(throttled, T0 + 5 * MS) == []
+    assert [e for e in seen if isinstance(e, VenueError)] == []  # handled here, not a venue fault
+    assert "throttled" in caplog.text and "200 ms" in caplog.text
+    assert session.req_throttled == 1 and session.req_gap_ns == 200 * MS
+    assert sends(session.on_timer(T0 + 150 * MS, T0)) == []  # the widened gap holds it back
+    (again,) = sends(session.on_timer(T0 + 201 * MS, T0))
+    assert again["req"] == "market.btcusdt.mbp.150" and again["id"] != req["id"]
+    # a second throttle doubles again, up to req_interval_max_s
+    session.on_frame(gz(f'{{"status":"error","id":"{again["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}'), T0 + 210 * MS)
+    assert session.req_gap_ns == 300 * MS
+    (third,) = sends(session.on_timer(T0 + 502 * MS, T0))
+    feed.on_frame(rep("btcusdt", third["id"], 2, "[[1,1]]", "[[2,1]]"), T0 + 510 * MS)
+    assert feed.syncs["BTC-USDT"].state is SyncState.SYNCED
+    assert session.req_gap_ns == 270 * MS  # eases back by a tenth per answered req
+    assert session.stats.venue_errors == 0
+
+
+def test_req_spacing_must_be_positive_and_under_its_ceiling():
+    with pytest.raises(ValueError, match="req_interval_s"):
+        HtxSession(["BTC-USDT"], req_interval_s=0)
+    with pytest.raises(ValueError, match="req_interval_max_s"):
+        HtxSession(["BTC-USDT"], req_interval_s=3, req_interval_max_s=2)
+
+
 def test_rep_with_null_data_is_a_failed_snapshot_and_is_retried():
     session = HtxSession(["BTC-USDT"], req_interval_s=0.1)
     feed = VenueFeed(session)
@@ -411,7 +444,7 @@ def test_req_error_is_retried_unless_the_symbol_is_invalid():
     (req,) = sends(feed.on_frame(mbp("btcusdt", 2, 1), T0))
     (err,) = session.on_frame(
         gz(
-            f'{{"status":"error","id":"{req["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}'
+            f'{{"status":"error","id":"{req["id"]}","err-code":"service-unavailable","err-msg":"service unavailable"}}'
         ),
         T0 + 10 * MS,
     )

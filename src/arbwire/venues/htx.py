@@ -58,8 +58,12 @@ backwards (drop ``seqNum <= snapshot``, the first kept one has ``prevSeqNum ==
 snapshot``), then each ``prevSeqNum`` must equal the last applied ``seqNum``
 (``seqNum`` itself is not contiguous). A ``rep`` with ``data: null`` or a
 ``req`` error is a failed snapshot: reported as a ``VenueError`` and retried with
-backoff. ``depth``: every frame is a full book, emitted as a snapshot
-``BookUpdate``; older or repeated ``version`` values are dropped.
+backoff. A ``429 too many request`` answer is the session's own pacing falling short
+(the gap HTX measures is between arrivals, and a send can leave late on a busy
+loop): it is retried the same way, logged as a warning rather than reported, and the
+spacing between ``req``s doubles (at most ``req_interval_max_s``), easing back to
+``req_interval_s`` by a tenth with every answered ``req``. ``depth``: every frame is a
+full book, emitted as a snapshot ``BookUpdate``; older or repeated ``version`` values are dropped.
 
 Keepalive. The server sends ``{"ping": n}`` every 5 s and drops the link after
 two unanswered ones; the answer ``{"pong":n}`` (same integer, same text the
@@ -69,6 +73,7 @@ asks for a ``Reconnect`` when no ping came for ``ping_timeout_s``.
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 from collections.abc import Sequence
@@ -95,6 +100,7 @@ from arbwire.venues.base import (
 HTX = Endpoints("wss://api.huobi.pro", "https://api.huobi.pro")
 HTX_AWS = Endpoints("wss://api-aws.huobi.pro", "https://api-aws.huobi.pro")
 MS = 1_000_000
+log = logging.getLogger("arbwire.venues")
 MBP_LEVELS = (5, 20, 150)  # the levels HTX serves a ``req`` snapshot for
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -421,6 +427,7 @@ class HtxDepthRule(SequenceRule):
 # -- session -----------------------------------------------------------------------
 
 _KIND_MBP, _KIND_DEPTH, _KIND_BBO, _KIND_TRADE, _KIND_OTHER = range(5)
+_THROTTLED = "too many request"  # HTX's err-msg "429 too many request"
 _NO_RETRY = ("invalid symbol", "invalid topic", "symbol trade not open")
 
 
@@ -452,6 +459,7 @@ class HtxSession(VenueSession):
         ws_companion: bool | None = None,
         ping_timeout_s: float = 15.0,
         req_interval_s: float = 0.12,
+        req_interval_max_s: float = 2.0,
         req_timeout_s: float = 5.0,
         req_retry_max_s: float = 30.0,
         max_frame_bytes: int = 16 << 20,
@@ -482,7 +490,14 @@ class HtxSession(VenueSession):
         self.carries_books = book_channel is not None
         self._ping_timeout_s = ping_timeout_s
         self.ping_timeout_ns = int(ping_timeout_s * 1e9)
+        if not 0 < req_interval_s <= req_interval_max_s:
+            raise ValueError(
+                f"req_interval_s must be positive and at most req_interval_max_s ({req_interval_max_s}),"
+                f" got {req_interval_s}"
+            )
         self.req_interval_ns = int(req_interval_s * 1e9)
+        self.req_interval_max_ns = int(req_interval_max_s * 1e9)
+        self.req_gap_ns = self.req_interval_ns  # the spacing in force: widened by throttle answers
         self.req_timeout_ns = int(req_timeout_s * 1e9)
         self.req_retry_max_ns = int(req_retry_max_s * 1e9)
         self.max_frame_bytes = max_frame_bytes
@@ -499,6 +514,7 @@ class HtxSession(VenueSession):
         self.pings = 0
         self.snapshots_failed = 0
         self.req_timeouts = 0
+        self.req_throttled = 0
         self.stale_depth = 0
         self._next_id = 0  # ids never repeat over the session's life, across links
         self._reset(None)
@@ -603,7 +619,7 @@ class HtxSession(VenueSession):
         if not self._pending:
             return []
         last = self._last_req_ns
-        if last is not None and 0 <= now_ns - last < self.req_interval_ns:
+        if last is not None and 0 <= now_ns - last < self.req_gap_ns:
             return []
         symbol = next((s for s, not_before in self._pending.items() if not_before <= now_ns), None)
         if symbol is None:
@@ -616,12 +632,15 @@ class HtxSession(VenueSession):
         self._last_req_ns = now_ns
         return [Send(f'{{"req":"{topic}","id":"{rid}"}}')]
 
-    def _snapshot_failed(self, symbol: str, retry: bool) -> None:
+    def _snapshot_failed(self, symbol: str, retry: bool, throttled: bool = False) -> None:
         self.snapshots_failed += 1
         outstanding = self._outstanding.pop(symbol, None)
         if outstanding:
             self._requests.pop(outstanding[0], None)
-        if retry and symbol:
+        if throttled and symbol:
+            # nothing wrong with the req: ask again once the (widened) spacing allows
+            self._pending[symbol] = self._now_ns
+        elif retry and symbol:
             failures = self._failures.get(symbol, 0) + 1
             self._failures[symbol] = failures
             delay = min(self.req_retry_max_ns, self.req_interval_ns * 5 * (1 << min(failures, 20)))
@@ -787,6 +806,8 @@ class HtxSession(VenueSession):
         self._outstanding.pop(symbol, None)
         self._failures.pop(symbol, None)
         self._requests.pop(outstanding[0], None)
+        if self.req_gap_ns > self.req_interval_ns:
+            self.req_gap_ns = max(self.req_interval_ns, self.req_gap_ns * 9 // 10)
         return [upd]
 
     def _error(
@@ -798,6 +819,15 @@ class HtxSession(VenueSession):
         if request is not None:
             symbol, topic, is_req = request
             self._requests.pop(rid or "", None)
+            if is_req and _THROTTLED in message:
+                self.req_throttled += 1
+                self.req_gap_ns = min(self.req_interval_max_ns, self.req_gap_ns * 2)
+                self._snapshot_failed(symbol, retry=True, throttled=True)
+                log.warning(
+                    "venue=htx symbol=%s req %s throttled (%s): asking again, req spacing now %.0f ms",
+                    symbol, topic, message, self.req_gap_ns / 1e6,
+                )
+                return []
             message = f"{message} ({'req' if is_req else 'sub'} {topic})"
             if is_req:
                 self._snapshot_failed(symbol, retry=not message.startswith(_NO_RETRY))
