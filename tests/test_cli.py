@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -52,3 +53,91 @@ def test_ctrl_c_ends_the_demo_with_its_summary():
     summary = json.loads(out)
     assert summary["duration_s"] >= 1.0  # ran until the signal, not just through start-up
     assert all(v["frames"] > 0 for v in summary["venues"].values())
+
+
+def _sim_config(tmp_path, venues: str = "binance,okx"):
+    """``arbwire sim`` in its own process, and a config file pointing ``arbwire run`` at it."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "arbwire.cli", "sim", "--venues", venues, "--duration", "60",
+         "--episode-first", "0.5", "--episode-every", "0.7", "--episode-pairs", "cycle"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    lines = []
+    assert sim.stdout is not None
+    for line in sim.stdout:
+        event = json.loads(line)
+        if event["event"] == "ready":
+            break
+        if event["event"] == "endpoint":
+            lines.append(
+                f'[venues.{event["venue"]}]\nsymbols = ["BTC-USDT", "ETH-USDT"]\n'
+                f'ws_url = "{event["ws_url"]}"\nrest_url = "{event["rest_url"]}"\n'
+            )
+    config = tmp_path / "arbwire.toml"
+    config.write_text(f'instrument_cache_dir = "{tmp_path / "cache"}"\n\n' + "\n".join(lines))
+    return sim, config
+
+
+def test_run_ends_with_the_summary_and_prints_each_opportunity_when_piped(tmp_path):
+    sim, config = _sim_config(tmp_path)
+    try:
+        proc = _arbwire("run", "--config", str(config), "--duration", "4", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "summary after" in proc.stdout and "last opportunity events" in proc.stdout
+        opened = [line for line in proc.stdout.splitlines() if line.startswith("opened ")]
+        assert opened and " buy " in opened[0] and "net " in opened[0]
+        assert "book SYNCED" in proc.stderr  # logs stay on stderr
+        proc = _arbwire("run", "--config", str(config), "--duration", "3", "--json", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)  # stdout holds the summary alone
+        assert set(summary["venues"]) == {"binance", "okx"}
+        assert all(b["state"] == "SYNCED" for v in summary["venues"].values() for b in v["books"].values())
+        assert summary["duration_s"] >= 3 and "monitor" in summary
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def test_run_on_a_terminal_shows_the_live_board_with_the_logs_above_it(tmp_path):
+    """A real pseudo-terminal: rich sees a terminal, draws the board and routes logs through it."""
+    import os
+    import pty
+    import select
+    import time
+
+    sim, config = _sim_config(tmp_path)
+    controller, terminal = pty.openpty()
+    try:
+        env = {**os.environ, "COLUMNS": "200", "LINES": "60", "TERM": "xterm-256color"}
+        env.pop("NO_COLOR", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "arbwire.cli", "run", "--config", str(config), "--duration", "4"],
+            stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True,
+        )
+        os.close(terminal)
+        chunks = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(controller, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=30) == 0
+        screen = b"".join(chunks).decode("utf-8", "replace")
+        assert screen.count("arbwire ") >= 3  # the board's head line, redrawn as the run goes
+        assert "opportunities (latest)" in screen and "summary after" in screen
+        assert "book SYNCED" in screen  # log lines go through the console, above the board
+        assert "\x1b[" in screen  # drawn with terminal control sequences, not as plain lines
+        assert "\nopened " not in screen  # no bare opportunity lines: the board shows them
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(controller)
+        sim.terminate()
+        sim.wait(timeout=10)

@@ -22,47 +22,40 @@ def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(coro)
 
 
-def _setup_logging(level: str, quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, quiet: bool, console: Any = None) -> None:
+    """Plain lines on stderr; on a terminal with a live board (``console``), through it, so
+    log lines print above the board instead of through it."""
+    where: dict[str, Any] = {"stream": sys.stderr, "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    if console is not None:
+        from rich.logging import RichHandler
+
+        where = {"handlers": [RichHandler(console=console, show_path=False, markup=False)], "format": "%(message)s"}
+    logging.basicConfig(level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO), **where)
+    # arbwire.net logs every connect and disconnect with its venue, shard and timings
+    logging.getLogger("picows").setLevel(logging.WARNING)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from arbwire.engine import Engine
+    from arbwire.watch import make_console, watch
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"arbwire: config error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.log_level, quiet=False)
+    console = make_console(args.json)
+    _setup_logging(config.log_level, quiet=False, console=console if console.is_terminal else None)
 
     async def main() -> None:
-        from arbwire.monitor import Monitor
-
-        engine = Engine(config)
-        engine.listeners.append(_print_opportunities)
-        async with Monitor(engine, metrics_port=args.metrics_port):  # alerts; /metrics if a port is set
-            await engine.run(args.duration)
+        await watch(
+            Engine(config), args.duration, as_json=args.json, console=console,
+            metrics_port=args.metrics_port, opportunity_lines=True,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         _run_loop(main())
     return 0
-
-
-def _print_opportunities(event: Any) -> None:
-    from arbwire.model import Opportunity
-
-    if isinstance(event, Opportunity):
-        print(
-            f"{event.event.value:8} {event.symbol} buy {event.buy_venue}@{event.buy_price} "
-            f"sell {event.sell_venue}@{event.sell_price} size {event.size} "
-            f"net {event.net_bps:.1f}bps profit {event.profit}",
-            flush=True,
-        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -128,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="connect to the live venues and detect arbitrage")
     run.add_argument("--config", help="TOML config file (default: BTC-USDT, ETH-USDT on Binance and OKX)")
-    run.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    run.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                      help="serve Prometheus /metrics and /alerts on 127.0.0.1:PORT (default: monitor.metrics_port)")
     run.set_defaults(func=cmd_run)

@@ -8,25 +8,19 @@ endpoints differ.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 import tempfile
-import time
 from types import SimpleNamespace
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 
 from arbwire.config import Config, VenueConfig
-from arbwire.console import board, opportunity_table, venue_table
 from arbwire.engine import Engine
-from arbwire.monitor import Monitor
-from arbwire.monitor.panel import alerts_panel
 from arbwire.sim.market import MarketConfig
 from arbwire.sim.runner import start_simulators
+from arbwire.watch import make_console, watch
 
 # An episode every ~1.5 s, cycling through the venue pairs: a minute shows all ten pairs.
 DEMO_MARKET = MarketConfig(episode_first_s=1.0, episode_every_s=1.5, episode_duration_s=1.0, episode_pairs="cycle")
@@ -111,67 +105,16 @@ async def run_demo(
     elsewhere: sharing the client's event loop, their own work would show up as the
     client's latency."""
     if console is None:
-        console = Console(stderr=as_json)
-        if not console.is_terminal:  # piped to a file or CI log: no terminal to fit, print whole tables
-            console.width = 220
+        console = make_console(as_json)
     sims = await (
         start_simulators(venues=venues, symbols=DEMO_SYMBOLS, seed=seed, market=market or DEMO_MARKET)
         if in_process
         else SimProcess.start(venues, DEMO_SYMBOLS, seed, market or DEMO_MARKET)
     )
     cache = tempfile.TemporaryDirectory(prefix="arbwire-demo-")  # simulator lists stay out of the real cache
-    engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
-    monitor = Monitor(engine, metrics_port=metrics_port)  # alerts and actions; /metrics if a port is given
-    started = time.monotonic()
-    task = asyncio.create_task(engine.run())
-    stop = asyncio.Event()  # Ctrl-C ends the run and still prints the summary
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await monitor.start()
-        if monitor.metrics_url:
-            console.print(f"metrics: {monitor.metrics_url}")
-        end = None if duration_s is None else started + duration_s
-        live = None
-        if not as_json and console.is_terminal:
-            live = Live(console=console, refresh_per_second=4, transient=False)
-            live.start()
-        try:
-            while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
-                if live is not None:
-                    live.update(Group(
-                        board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started),
-                        alerts_panel(monitor),
-                    ))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.25)
-        finally:
-            if live is not None:
-                live.stop()
-        if task.done() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-        summary = engine.snapshot()  # as the run ends, before the links are shut
-        summary["monitor"] = monitor.summary()
+        engine = Engine(demo_config(sims.endpoints, cache_dir=cache.name))
+        return await watch(engine, duration_s, as_json=as_json, console=console, metrics_port=metrics_port)
     finally:
-        await monitor.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await sims.close()
         cache.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-    summary["duration_s"] = round(time.monotonic() - started, 2)
-    summary["opportunity_events"] = [
-        {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]
-    ]
-    if as_json:
-        sys.stdout.write(json.dumps(summary, default=str, indent=2) + "\n")
-    else:
-        console.print(venue_table(summary, title=f"summary after {summary['duration_s']}s"))
-        console.print(opportunity_table(list(engine.opportunities)[-20:], title="last opportunity events"))
-    return summary
-
