@@ -30,6 +30,12 @@ def test_file_overrides_defaults(tmp_path):
         ('[venues.binance]\nsymbols = ["BTCUSDT"]\n', "venues.binance.symbols[0]"),
         ('[venues.kraken]\nsymbols = ["BTC-USD"]\n', "venues.kraken"),
         ("[arb]\nmax_notional = -5\n", "arb.max_notional"),
+        # entries of named tables are named: which venue, which alert rule
+        ('[venues.binance]\nsymbols = ["BTC-USDT"]\n[venues.okx]\nsymbols = ["BTC-USDT"]\ntaker_fee_bps = "x"\n',
+         "venues.okx.taker_fee_bps: Expected"),
+        ('[venues.gateio]\nsymbols = ["BTC-USDT"]\nws = "wss://x"\n', "venues.gateio.ws: unknown key"),
+        ("[venues]\nhtx = 5\n", "venues.htx: Expected `object`"),
+        ('[monitor.rules.latency_p99]\nthreshold = "high"\n', "monitor.rules.latency_p99.threshold: Expected"),
         ('[venues.bybit]\nsymbols = ["BTC-USDT"]\noptions = { depth = 25 }\n', "venues.bybit.options: bybit orderbook depth"),
         ('[venues.okx]\nsymbols = ["BTC-USDT"]\noptions = { colour = "red" }\n', "venues.okx.options: "),
         ('[venues.binance]\nsymbols = ["BTC-USDT"]\noptions = { encoding = "xml" }\n', "venues.binance.options: encoding"),

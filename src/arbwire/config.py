@@ -145,20 +145,56 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         config = msgspec.toml.decode(raw, type=Config)
     except msgspec.ValidationError as exc:
-        detail, _, where = str(exc).rpartition(" - at `")
-        if not detail:
-            detail, where = where, ""
-        key = where.rstrip("`").removeprefix("$").lstrip(".")
-        if detail.startswith("Object contains unknown field `"):
-            field_name = detail.split("`")[1]
-            key = f"{key}.{field_name}" if key else field_name
-            detail = "unknown key"
-        key = key or "(top level)"
-        raise ConfigError(f"{path}: {key}: {detail}") from exc
+        raise ConfigError(f"{path}: {_where(exc, raw)}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     validate(config, path)
     return config
+
+
+# tables of named entries: msgspec calls an entry ``[...]``, these find which one it meant
+_NAMED_TABLES: tuple[tuple[tuple[str, ...], type], ...] = (
+    (("venues",), VenueConfig),
+    (("monitor", "rules"), AlertRuleConfig),
+)
+
+
+def _key_and_detail(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    """``key: detail`` from msgspec's ``detail - at `$.key` `` wording."""
+    detail, _, where = str(exc).rpartition(" - at `")
+    if not detail:
+        detail, where = where, ""
+    key = where.rstrip("`").removeprefix("$").lstrip(".")
+    if detail.startswith("Object contains unknown field `"):
+        field_name = detail.split("`")[1]
+        key = f"{key}.{field_name}" if key else field_name
+        detail = "unknown key"
+    if prefix:
+        key = f"{prefix}.{key}" if key and not key.startswith("[") else f"{prefix}{key}"
+    return f"{key or '(top level)'}: {detail}"
+
+
+def _where(exc: msgspec.ValidationError, raw: bytes) -> str:
+    """The failing key, with the name of the venue or rule it sits under."""
+    message = _key_and_detail(exc)
+    if "[...]" not in message.partition(":")[0]:
+        return message
+    try:
+        doc = msgspec.toml.decode(raw)
+    except msgspec.DecodeError:
+        return message
+    for table_path, entry_type in _NAMED_TABLES:
+        table: object = doc
+        for part in table_path:
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict):
+            continue
+        for name, entry in table.items():
+            try:
+                msgspec.convert(entry, entry_type)
+            except msgspec.ValidationError as entry_exc:
+                return _key_and_detail(entry_exc, ".".join((*table_path, name)))
+    return message
 
 
 def validate(config: Config, path: str | Path = "<config>") -> None:
