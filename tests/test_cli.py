@@ -26,6 +26,8 @@ def test_demo_json_summary_shows_synced_books_and_opportunities():
         assert v["latency"]["processing_us"]["p99"] > 0
     assert summary["opportunities"]["opened"] >= 1
     assert summary["opportunity_events"][0]["event"] == "opened"
+    paper = summary["paper"]  # every opened opportunity taken on paper, 1 ms after detection
+    assert paper["latency_us"] == 1000 and paper["trades"] + paper["missed"] + paper["pending"] == summary["opportunities"]["opened"]
 
 
 def test_run_with_a_bad_config_names_the_file_and_key(tmp_path):

@@ -30,6 +30,8 @@ def test_file_overrides_defaults(tmp_path):
         ('[venues.binance]\nsymbols = ["BTCUSDT"]\n', "venues.binance.symbols[0]"),
         ('[venues.kraken]\nsymbols = ["BTC-USD"]\n', "venues.kraken"),
         ("[arb]\nmax_notional = -5\n", "arb.max_notional"),
+        ("[paper]\nlatency_us = -1\n", "paper.latency_us: must be >= 0"),
+        ("[paper]\nkeep_fills = 0\n", "paper.keep_fills"),
         # entries of named tables are named: which venue, which alert rule
         ('[venues.binance]\nsymbols = ["BTC-USDT"]\n[venues.okx]\nsymbols = ["BTC-USDT"]\ntaker_fee_bps = "x"\n',
          "venues.okx.taker_fee_bps: Expected"),

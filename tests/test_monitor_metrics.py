@@ -98,6 +98,10 @@ async def test_metrics_endpoint_serves_engine_state_with_venue_and_symbol_labels
         assert 0 < _value(m, "arbwire_latency_recent_p99_seconds", venue=venue, kind="processing") < 1.0
     assert _value(m, "arbwire_opportunities_opened_total") >= 0
     assert "arbwire_opportunity_best_net_bps" in m and "arbwire_opportunities_open" in m
+    assert engine.paper is not None  # the paper ledger: trades by outcome, never more than taken
+    for status in ("filled", "partial", "missed"):
+        assert 0 <= _value(m, "arbwire_paper_trades_total", status=status) <= getattr(engine.paper, status)
+    assert _value(m, "arbwire_paper_pending") >= 0
     assert _value(m, "arbwire_sink_dropped_total", sink="slow") >= 4
     assert _value(m, "arbwire_process_rss_bytes") > 10 * 2**20
     assert _value(m, "process_resident_memory_bytes") > 10 * 2**20  # the standard process collector

@@ -97,3 +97,41 @@ def test_venue_filter_replays_one_venue(tmp_path, capsys):
     assert main(["replay", str(a), str(b), "--venue", "binance-usdm", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert list(summary["venues"]) == ["binance-usdm"] and summary["opportunities"]["opened"] == 0
+
+
+def test_paper_trades_in_recorded_time_meet_the_books_as_they_were_after_the_latency(tmp_path):
+    a, b = _recordings(tmp_path)
+    from arbwire.config import PaperConfig
+
+    def paper(latency_us: float) -> dict:
+        r = Replayer(paper=PaperConfig(latency_us=latency_us))
+        r.add_paths([a, b])
+        return r.run()["paper"]
+
+    # as detected: the fill is the detector's promise to the last digit
+    p = paper(0)
+    assert (p["trades"], p["filled"], p["missed"], p["pending"]) == (1, 1, 0, 0)
+    assert Decimal(p["pnl"]["USDT"]) == Decimal(p["expected_pnl"]["USDT"]) > 0
+    # 1 ms later nothing has changed in the recording: the same fill
+    assert paper(1_000)["pnl"] == p["pnl"]
+    # 600 ms later the 101.00 bid was gone (taken out at +510 ms): 3 sold at 99.90, at a loss
+    late = paper(600_000)
+    assert (late["trades"], late["partial"], late["filled"]) == (1, 1, 0)
+    buy = Decimal(3) * Decimal("100.00")
+    sell = Decimal(3) * Decimal("99.90")
+    assert Decimal(late["pnl"]["USDT"]) == sell - buy - (buy * Decimal("0.001") + sell * Decimal("0.0005"))
+    assert late["positions"] == {"binance:BTC": "3", "binance-usdm:BTC": "-3"}
+    # 2 s later the recording has ended: the trade is still pending, never guessed
+    assert (paper(2_000_000)["pending"], paper(2_000_000)["trades"]) == (1, 0)
+
+
+def test_paper_trading_from_the_command_line(tmp_path, capsys):
+    a, b = _recordings(tmp_path)
+    assert main(["replay", str(a), str(b), "--json", "--paper-latency-us", "600000"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["paper"]["latency_us"] == 600_000 and summary["paper"]["partial"] == 1
+    assert main(["replay", str(a), str(b), "--json", "--no-paper"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["paper"] is None
+    assert main(["replay", str(a), str(b)]) == 0
+    assert "paper (1000 µs): 1 trades (1 filled, 0 partial, 0 missed), pnl USDT" in capsys.readouterr().err
+    assert main(["replay", str(a), "--paper-latency-us", "-1"]) == 2

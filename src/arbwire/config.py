@@ -35,6 +35,15 @@ class ArbConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     change_size_pct: float = 10.0
 
 
+class PaperConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Paper trading of every opened opportunity (``arbwire.arb.paper``)."""
+
+    enabled: bool = True
+    latency_us: float = 1_000.0  # detection -> both taker orders at the venues; 0: fill as detected
+    min_net_bps: float | None = None  # re-walked edge below this at execution: a miss (IOC unfilled)
+    keep_fills: int = 1_000  # recent fills kept to show; the ledger's totals are exact regardless
+
+
 class LinkConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Connection behaviour for every venue (see ``arbwire.net.link.LinkOptions``)."""
 
@@ -119,6 +128,7 @@ class ClockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     venues: dict[str, VenueConfig] = msgspec.field(default_factory=_default_venues)
     arb: ArbConfig = msgspec.field(default_factory=ArbConfig)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
     link: LinkConfig = msgspec.field(default_factory=LinkConfig)
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
@@ -218,6 +228,10 @@ def validate(config: Config, path: str | Path = "<config>") -> None:
         raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
     if config.arb.max_notional <= 0:
         raise ConfigError(f"{path}: arb.max_notional: must be > 0")
+    if config.paper.latency_us < 0:
+        raise ConfigError(f"{path}: paper.latency_us: must be >= 0 (0: fill at the detected prices)")
+    if config.paper.keep_fills < 1:
+        raise ConfigError(f"{path}: paper.keep_fills: must be >= 1")
     if config.clock.sync_every_s < 0:
         raise ConfigError(f"{path}: clock.sync_every_s: must be >= 0 (0: off)")
     if config.clock.window < 1:

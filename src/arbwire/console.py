@@ -81,10 +81,29 @@ def opportunity_table(opps: Iterable[Opportunity], title: str = "opportunities (
     return table
 
 
+def paper_line(paper: dict[str, Any] | None) -> Text:
+    """The paper ledger in one line: trades, and per quote asset the PnL net of fees against
+    what the detector promised (the gap is what latency and thin books cost)."""
+    if paper is None:
+        return Text("paper trading off", style="dim")
+    text = Text(
+        f"paper ({paper['latency_us']:g} µs)  trades {paper['trades']} "
+        f"(filled {paper['filled']}, partial {paper['partial']}, missed {paper['missed']})"
+    )
+    for quote, pnl in paper["pnl"].items():
+        pnl_value = float(pnl)
+        text.append(f"  {quote} pnl ")
+        text.append(_short(pnl, 4), style="green" if pnl_value > 0 else "red" if pnl_value < 0 else "")
+        text.append(f" of {_short(paper['expected_pnl'].get(quote, '0'), 4)} expected, fees {_short(paper['fees'][quote], 4)}")
+    if paper["pending"]:
+        text.append(f"  pending {paper['pending']}")
+    return text
+
+
 def board(snapshot: dict[str, Any], opps: list[Opportunity], elapsed_s: float) -> Group:
     o = snapshot["opportunities"]
     head = Text(
         f"arbwire  {elapsed_s:5.1f}s   opened {o['opened']}  closed {o['closed']}  best net {o['best_net_bps']:.1f} bps",
         style="bold",
     )
-    return Group(head, venue_table(snapshot), opportunity_table(opps[-12:]))
+    return Group(head, paper_line(snapshot.get("paper")), venue_table(snapshot), opportunity_table(opps[-12:]))

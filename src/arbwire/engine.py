@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arbwire.arb.detector import detector_from_config
+from arbwire.arb.paper import paper_from_config
 from arbwire.config import Config
 from arbwire.feed import VenueFeed
 from arbwire.instruments import InstrumentBook, InstrumentsError, load_instruments
@@ -74,6 +75,8 @@ class Engine:
             config.arb, {name: v.taker_fee_bps for name, v in config.venues.items() if v.taker_fee_bps is not None}
         )
         self.opportunities: deque[Opportunity] = deque(maxlen=1000)
+        # every opened opportunity taken on paper, re-walked on the books after the latency
+        self.paper = paper_from_config(config.paper, self.detector.fees)
         self.opened = 0
         self.closed = 0
         self.best_net_bps = 0.0
@@ -256,11 +259,27 @@ class Engine:
         self.opportunities.append(opp)
         if opp.event is OpportunityEvent.OPENED:
             self.opened += 1
+            paper = self.paper
+            if paper is not None and paper.on_opportunity(opp) is None:
+                self._paper_later(paper.latency_ns)
         elif opp.event is OpportunityEvent.CLOSED:
             self.closed += 1
         if opp.net_bps > self.best_net_bps and opp.event is not OpportunityEvent.CLOSED:
             self.best_net_bps = opp.net_bps
         self._deliver(opp)
+
+    def _paper_later(self, delay_ns: int) -> None:
+        """Execute the queued paper trade when its latency has passed, on the books as they
+        are then (housekeeping catches any the loop could not schedule)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(delay_ns / 1e9, self._paper_due)
+
+    def _paper_due(self) -> None:
+        if self.paper is not None and self.paper.pending:
+            self.paper.run_due(time.time_ns(), self.detector.syncs)
 
     def _deliver(self, event: Event) -> None:
         for listener in self.listeners:
@@ -355,6 +374,7 @@ class Engine:
                 self.gc.settle()
             for opp in self.detector.expire(now):
                 self._publish_opportunity(opp)
+            self._paper_due()
             for venue, counters in self.counters.items():
                 if now - counters._last_ns >= 1_000_000_000:
                     frames = self.links[venue].stats.frames
@@ -400,4 +420,5 @@ class Engine:
                 "closed": self.closed,
                 "best_net_bps": round(self.best_net_bps, 2),
             },
+            "paper": self.paper.summary() if self.paper is not None else None,
         }

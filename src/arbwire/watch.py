@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 
-from arbwire.console import board, opportunity_table, venue_table
+from arbwire.console import board, opportunity_table, paper_line, venue_table
 from arbwire.engine import Engine
 from arbwire.model import Opportunity
 from arbwire.monitor import Monitor
@@ -119,4 +119,5 @@ async def watch(
     else:
         console.print(venue_table(summary, title=f"summary after {summary['duration_s']}s"))
         console.print(opportunity_table(list(engine.opportunities)[-20:], title="last opportunity events"))
+        console.print(paper_line(summary.get("paper")))
     return summary

@@ -18,8 +18,9 @@ exact per quote asset (``"USDT"``, ``"BTC"``) since symbols quote in different o
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -29,6 +30,9 @@ from arbwire.book import L2Book
 from arbwire.model import Opportunity, OpportunityEvent, SyncState
 from arbwire.numbers import SCALE, to_units, units_to_text
 from arbwire.sync import BookSync
+
+if TYPE_CHECKING:
+    from arbwire.config import PaperConfig
 
 BookLike = BookSync | L2Book
 BooksBySymbol = Callable[[str], Mapping[str, BookLike]]
@@ -73,13 +77,15 @@ class PaperTrader:
         latency_us: float = 0.0,
         min_net_bps: float | None = None,
         on_fill: Callable[[Fill], None] | None = None,
+        keep_fills: int | None = None,
     ) -> None:
         self.fees = fees if fees is not None else FeeSchedule()
         self.latency_ns = int(latency_us * 1000)
         self.min_net_bps = min_net_bps
         self.on_fill = on_fill
         self.pending: list[tuple[int, Opportunity]] = []  # (due ns, opportunity), due order
-        self.fills: list[Fill] = []
+        # the latest fills (all of them when keep_fills is None); the totals below count every one
+        self.fills: deque[Fill] = deque(maxlen=keep_fills)
         self.pnl: dict[str, int] = {}  # quote asset -> units**2
         self.expected: dict[str, int] = {}  # quote asset -> units
         self.fees_paid: dict[str, int] = {}  # quote asset -> units**2
@@ -240,6 +246,8 @@ class PaperTrader:
     # -- reporting ------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
+        """The ledger as plain data: counts, and per quote asset the exact PnL (net of fees)
+        against what the detector promised, fees, volume; net positions per venue."""
         dec = _units2_text
 
         return {
@@ -258,3 +266,11 @@ class PaperTrader:
                 f"{v}:{a}": units_to_text(u) for (v, a), u in sorted(self.positions.items()) if u
             },
         }
+
+
+def paper_from_config(cfg: PaperConfig, fees: FeeSchedule) -> PaperTrader | None:
+    """The paper trader every front end builds from ``[paper]`` (None when disabled), with
+    the detector's own fees."""
+    if not cfg.enabled:
+        return None
+    return PaperTrader(fees, latency_us=cfg.latency_us, min_net_bps=cfg.min_net_bps, keep_fills=cfg.keep_fills)

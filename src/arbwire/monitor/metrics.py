@@ -180,6 +180,23 @@ class EngineCollector(Collector):
         yield CounterMetricFamily("arbwire_opportunities_closed", "Opportunities closed", value=engine.closed)
         yield GaugeMetricFamily("arbwire_opportunities_open", "Opportunities open now", value=len(engine.detector.active()))
         yield GaugeMetricFamily("arbwire_opportunity_best_net_bps", "Best net edge seen, bps", value=engine.best_net_bps)
+        paper = engine.paper
+        if paper is not None:
+            trades = _counter("arbwire_paper_trades", "Paper trades of opened opportunities by outcome", ["status"])
+            for status, n in (("filled", paper.filled), ("partial", paper.partial), ("missed", paper.missed)):
+                trades.add_metric([status], n)
+            yield trades
+            yield GaugeMetricFamily("arbwire_paper_pending", "Paper trades waiting for their latency", value=len(paper.pending))
+            summary = paper.summary()
+            for name, doc, key in (
+                ("arbwire_paper_pnl", "Paper PnL net of fees, quote currency", "pnl"),
+                ("arbwire_paper_expected_pnl", "Profit the detector promised for the paper trades, quote currency", "expected_pnl"),
+                ("arbwire_paper_fees", "Taker fees of the paper trades, quote currency", "fees"),
+            ):
+                family = _gauge(name, doc, ["quote"])
+                for quote, value in summary[key].items():
+                    family.add_metric([quote], float(value))
+                yield family
 
     def _sinks(self) -> Iterator[Metric]:
         dropped = _counter("arbwire_sink_dropped", "Items a slow sink dropped (drop-oldest queue)", ["sink"])

@@ -51,6 +51,10 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--emit", default="", help="comma list of tops,trades,quotes,opportunities")
     rep.add_argument("--out", help="write emitted lines to FILE.jsonl (default stdout) or FILE.parquet")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON (last line of stdout)")
+    rep.add_argument("--paper-latency-us", type=float, default=None, metavar="US",
+                     help="paper trading: each opened opportunity is taken this long after detection, "
+                          "on the books as recorded then (default: [paper] latency_us, 1000; 0: as detected)")
+    rep.add_argument("--no-paper", action="store_true", help="no paper trading")
     rep.set_defaults(func=cmd_replay)
 
 
@@ -118,6 +122,7 @@ def expand_paths(items: list[str]) -> list[Path]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from arbwire.config import PaperConfig
     from arbwire.record.replay import EMITS, Emitter, Replayer
 
     emit = [e.strip() for e in args.emit.split(",") if e.strip()]
@@ -133,7 +138,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     out = args.out
     emitter = Emitter(out)
     try:
-        replayer = Replayer(emit=emit, out=emitter, speed=None if args.max else args.speed)
+        if args.paper_latency_us is not None and args.paper_latency_us < 0:
+            raise ValueError("--paper-latency-us must be >= 0")
+        paper = PaperConfig(enabled=not args.no_paper)
+        if args.paper_latency_us is not None:
+            paper.latency_us = args.paper_latency_us
+        replayer = Replayer(emit=emit, out=emitter, speed=None if args.max else args.speed, paper=paper)
         replayer.add_paths(paths, None if args.format == "auto" else args.format, args.venue)
     except ValueError as exc:
         emitter.close()
@@ -174,3 +184,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     o = summary["opportunities"]
     w(f"  opportunities: {o['opened']} opened, {o['closed']} closed, {o['open_at_end']} open at end, "
       f"best {o['best_net_bps']} bps, expected profit {o['expected_profit']}\n")
+    p = summary.get("paper")
+    if p is not None:
+        pnl = ", ".join(f"{q} {v} (expected {p['expected_pnl'].get(q, '0')}, fees {p['fees'][q]})"
+                        for q, v in p["pnl"].items()) or "none"
+        w(f"  paper ({p['latency_us']:g} µs): {p['trades']} trades ({p['filled']} filled, {p['partial']} partial, "
+          f"{p['missed']} missed), pnl {pnl}\n")

@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from arbwire.arb.detector import detector_from_config
-from arbwire.config import ArbConfig
+from arbwire.arb.paper import paper_from_config
+from arbwire.config import ArbConfig, PaperConfig
 from arbwire.feed import VenueFeed
 from arbwire.model import (
     BadFrame,
@@ -512,6 +513,7 @@ class Replayer:
         fees: Mapping[str, float] | None = None,
         speed: float | None = None,
         max_depth: int = 5000,
+        paper: PaperConfig | None = None,
     ) -> None:
         self.emit = frozenset(emit)
         unknown = self.emit - set(EMITS)
@@ -520,6 +522,9 @@ class Replayer:
         self.out = out or Emitter()
         arb = arb or ArbConfig()
         self.detector = detector_from_config(arb, fees)
+        # every opened opportunity on paper, executed in recorded time: the books it meets are
+        # the ones just before the first frame received after its latency
+        self.paper = paper_from_config(paper or PaperConfig(), self.detector.fees)
         if speed is not None and speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = speed
@@ -594,6 +599,8 @@ class Replayer:
         key = (opp.symbol, opp.buy_venue, opp.sell_venue)
         if ev is OpportunityEvent.OPENED:
             self.opened += 1
+            if self.paper is not None:
+                self.paper.on_opportunity(opp)
             self._episodes[key] = {
                 "symbol": opp.symbol, "buy_venue": opp.buy_venue, "sell_venue": opp.sell_venue,
                 "opened_ns": opp.opened_ns, "closed_ns": None, "lifetime_ns": None,
@@ -633,6 +640,7 @@ class Replayer:
         wall0 = 0.0
         last_expire = 0
         detector = self.detector
+        paper = self.paper
         try:
             for stream, rec in merged:
                 ns = rec.recv_ns
@@ -651,6 +659,8 @@ class Replayer:
                         for opp in detector.expire(self.last_ns):
                             self.publish(opp)
                     last_expire = self.last_ns
+                if paper is not None and paper.pending and paper.pending[0][0] <= ns:
+                    paper.run_due(ns, detector.syncs)
                 stream.feed_record(rec)
         finally:
             self.out.close()
@@ -693,6 +703,7 @@ class Replayer:
                 ) if self.episodes else None,
                 "episodes": episodes,
             },
+            "paper": self.paper.summary() if self.paper is not None else None,
             "skipped": self.skipped,
             "errors": self.errors,
             "output": {"lines": self.out.lines, "files": self.out.files},
