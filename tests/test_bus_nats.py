@@ -187,6 +187,10 @@ async def test_two_publishers_one_remote_detector_find_the_model_episodes(nats_s
     # each publisher alone sees one venue: no local opportunities; the remote detector sees both
     assert all(e.opened == 0 for e in pubs.engines)
     assert_episodes_found(sims.model.episodes, seen)
+    # the remote detector paper trades what it finds, on the books it rebuilt
+    assert det.paper is not None and det.opened >= 1
+    assert len(det.paper.fills) + len(det.paper.pending) == det.opened
+    assert all(f.latency_ns >= det.paper.latency_ns for f in det.paper.fills)
 
 
 async def test_a_lost_bus_message_unsyncs_the_book_until_a_snapshot_repairs_it(nats_server, tmp_path):
@@ -289,6 +293,8 @@ async def test_cli_publish_sim_and_detect_json(nats_server, tmp_path):
     assert any(o.event is OpportunityEvent.OPENED for o in events), d_err[-2000:]
     summary = msgspec.json.decode(d_err.splitlines()[-1])
     assert summary["opportunities"]["opened"] >= 1 and summary["bad_messages"] == 0
+    paper = summary["paper"]
+    assert paper["trades"] + paper["missed"] + paper["pending"] == summary["opportunities"]["opened"]
     assert set(summary["books"]) == {f"{v} {s}" for v, s in BOOKS}, summary["books"]
     assert all(book["gaps"] == 0 for book in summary["books"].values()), summary["books"]
     published = msgspec.json.decode(p_err.splitlines()[-1])

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arbwire.arb.detector import detector_from_config
-from arbwire.arb.paper import paper_from_config
+from arbwire.arb.paper import LivePaper, paper_from_config
 from arbwire.config import Config
 from arbwire.feed import VenueFeed
 from arbwire.instruments import InstrumentBook, InstrumentsError, load_instruments
@@ -77,6 +77,7 @@ class Engine:
         self.opportunities: deque[Opportunity] = deque(maxlen=1000)
         # every opened opportunity taken on paper, re-walked on the books after the latency
         self.paper = paper_from_config(config.paper, self.detector.fees)
+        self._paper = LivePaper(self.paper, self.detector.syncs) if self.paper is not None else None
         self.opened = 0
         self.closed = 0
         self.best_net_bps = 0.0
@@ -259,27 +260,13 @@ class Engine:
         self.opportunities.append(opp)
         if opp.event is OpportunityEvent.OPENED:
             self.opened += 1
-            paper = self.paper
-            if paper is not None and paper.on_opportunity(opp) is None:
-                self._paper_later(paper.latency_ns)
+            if self._paper is not None:
+                self._paper.on_opportunity(opp)
         elif opp.event is OpportunityEvent.CLOSED:
             self.closed += 1
         if opp.net_bps > self.best_net_bps and opp.event is not OpportunityEvent.CLOSED:
             self.best_net_bps = opp.net_bps
         self._deliver(opp)
-
-    def _paper_later(self, delay_ns: int) -> None:
-        """Execute the queued paper trade when its latency has passed, on the books as they
-        are then (housekeeping catches any the loop could not schedule)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        loop.call_later(delay_ns / 1e9, self._paper_due)
-
-    def _paper_due(self) -> None:
-        if self.paper is not None and self.paper.pending:
-            self.paper.run_due(time.time_ns(), self.detector.syncs)
 
     def _deliver(self, event: Event) -> None:
         for listener in self.listeners:
@@ -374,7 +361,8 @@ class Engine:
                 self.gc.settle()
             for opp in self.detector.expire(now):
                 self._publish_opportunity(opp)
-            self._paper_due()
+            if self._paper is not None:
+                self._paper.run_due()
             for venue, counters in self.counters.items():
                 if now - counters._last_ns >= 1_000_000_000:
                     frames = self.links[venue].stats.frames

@@ -18,6 +18,8 @@ exact per quote asset (``"USDT"``, ``"BTC"``) since symbols quote in different o
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -274,3 +276,28 @@ def paper_from_config(cfg: PaperConfig, fees: FeeSchedule) -> PaperTrader | None
     if not cfg.enabled:
         return None
     return PaperTrader(fees, latency_us=cfg.latency_us, min_net_bps=cfg.min_net_bps, keep_fills=cfg.keep_fills)
+
+
+class LivePaper:
+    """A ``PaperTrader`` on a running event loop (the engine, the bus detector): an opened
+    opportunity is executed once its latency has passed, on the books ``books_for`` gives
+    then. ``run_due`` from a periodic task catches any the loop could not schedule."""
+
+    def __init__(self, trader: PaperTrader, books_for: BooksBySymbol) -> None:
+        self.trader = trader
+        self.books_for = books_for
+
+    def on_opportunity(self, opp: Opportunity) -> None:
+        if self.trader.on_opportunity(opp) is not None:
+            return  # no latency: filled as detected
+        if opp.event is not OpportunityEvent.OPENED:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(self.trader.latency_ns / 1e9, self.run_due)
+
+    def run_due(self) -> None:
+        if self.trader.pending:
+            self.trader.run_due(time.time_ns(), self.books_for)

@@ -36,6 +36,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from arbwire.arb.detector import ArbDetector, detector_from_config
+from arbwire.arb.paper import LivePaper, paper_from_config
 from arbwire.bus import wire
 from arbwire.bus.connection import DEFAULT_URL, BusPeer
 from arbwire.bus.wire import (
@@ -135,6 +136,9 @@ class BusDetector(BusPeer):
         self.snapshot_failures = 0
         self.opened = 0
         self.closed = 0
+        # the same paper trading as the engine's, on the books rebuilt here
+        self.paper = paper_from_config(config.paper, self.detector.fees)
+        self._paper = LivePaper(self.paper, self.detector.syncs) if self.paper is not None else None
 
     # -- books --------------------------------------------------------------------------
     def _add(self, venue: str, symbol: str) -> _Remote:
@@ -215,6 +219,8 @@ class BusDetector(BusPeer):
         self.opportunities.append(opp)
         if opp.event is OpportunityEvent.OPENED:
             self.opened += 1
+            if self._paper is not None:
+                self._paper.on_opportunity(opp)
         elif opp.event is OpportunityEvent.CLOSED:
             self.closed += 1
         self._deliver(opp)
@@ -312,6 +318,8 @@ class BusDetector(BusPeer):
             await asyncio.sleep(0.25)
             for opp in self.detector.expire(time.time_ns()):
                 self._emit(opp)
+            if self._paper is not None:
+                self._paper.run_due()
 
     def _disconnected(self) -> None:
         log.warning("bus: disconnected from NATS; books unsynced until reconnected")
@@ -377,5 +385,6 @@ class BusDetector(BusPeer):
                 "venue_recv_to_here_us": self.recv_latency.summary().as_dict(),
             },
             "opportunities": {"opened": self.opened, "closed": self.closed},
+            "paper": self.paper.summary() if self.paper is not None else None,
             "detector": self.detector.summary(),
         }
