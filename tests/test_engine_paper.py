@@ -26,10 +26,10 @@ async def test_each_opened_opportunity_is_executed_after_the_latency_on_the_live
         assert len(paper.fills) + len(paper.pending) == len(opened)
         for fill in paper.fills:
             assert fill.latency_ns >= 20_000_000  # never before the latency has passed
-        # on time, not left for the quarter-second housekeeping
-        assert min(f.latency_ns for f in paper.fills) < 60_000_000
             if fill.status != "missed":
                 assert Decimal(fill.size) > 0 and fill.buy_venue != fill.sell_venue
+        # on time, not left for the quarter-second housekeeping
+        assert min(f.latency_ns for f in paper.fills) < 60_000_000
         summary = engine.snapshot()["paper"]
         assert summary["trades"] + summary["missed"] == len(paper.fills)
         assert summary["latency_us"] == 20_000
