@@ -135,3 +135,27 @@ def test_paper_trading_from_the_command_line(tmp_path, capsys):
     assert main(["replay", str(a), str(b)]) == 0
     assert "paper (1000 µs): 1 trades (1 filled, 0 partial, 0 missed), pnl USDT" in capsys.readouterr().err
     assert main(["replay", str(a), "--paper-latency-us", "-1"]) == 2
+
+
+def test_paper_fills_are_emitted_as_lines_and_as_parquet(tmp_path):
+    a, b = _recordings(tmp_path)
+    from arbwire.config import PaperConfig
+
+    r = Replayer(emit=["opportunities", "fills"], out=Emitter(tmp_path / "out.jsonl"),
+                 paper=PaperConfig(latency_us=600_000))
+    r.add_paths([a, b])
+    r.run()
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["type"] for x in lines] == ["opportunity", "opportunity", "fill"]
+    (fill,) = [x for x in lines if x["type"] == "fill"]
+    assert (fill["status"], fill["reason"], fill["size"], fill["sell_price"]) == ("partial", "sell side thin", "3", "99.9")
+    assert fill["detected_ns"] == T0 + 10 * MS and fill["executed_ns"] == T0 + 900 * MS
+    assert fill["latency_ns"] == 890 * MS  # the first frame after the latency: the books it met
+    assert Decimal(fill["pnl"]) == Decimal(r.summary()["paper"]["pnl"]["USDT"]) < 0
+    assert main(["replay", str(a), str(b), "--emit", "fills,opportunities", "--paper-latency-us", "0",
+                 "--out", str(tmp_path / "o.parquet")]) == 0
+    import pyarrow.parquet as pq
+
+    fills = pq.read_table(tmp_path / "o.fill.parquet")
+    assert fills.column("status").to_pylist() == ["filled"] and fills.column("latency_ns").to_pylist() == [0]
+    assert pq.read_table(tmp_path / "o.opportunity.parquet").num_rows == 2

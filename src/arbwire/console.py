@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from arbwire.arb.paper import Fill
 from arbwire.model import Opportunity, OpportunityEvent
 
 _STATE_STYLE = {"SYNCED": "green", "BUFFERING": "yellow", "RESYNCING": "red", "INIT": "dim"}
@@ -100,10 +101,32 @@ def paper_line(paper: dict[str, Any] | None) -> Text:
     return text
 
 
-def board(snapshot: dict[str, Any], opps: list[Opportunity], elapsed_s: float) -> Group:
+_FILL_STYLE = {"filled": "green", "partial": "yellow", "missed": "dim"}
+
+
+def fills_table(fills: Iterable[Fill], title: str = "paper trades (latest)") -> Table:
+    """Paper trades against the detector's promise: size, average prices, PnL, latency."""
+    table = Table(title=title)
+    for col in ("status", "symbol", "buy @", "price", "sell @", "price", "size", "of", "net bps", "pnl", "expected", "ms", "why"):
+        table.add_column(col, justify="left" if col in ("status", "symbol", "buy @", "sell @", "why") else "right")
+    for f in fills:
+        table.add_row(
+            Text(f.status, style=_FILL_STYLE.get(f.status, "")), f.symbol, f.buy_venue, _short(f.buy_price),
+            f.sell_venue, _short(f.sell_price), f.size, f.wanted, f"{f.net_bps:.1f}", _short(f.pnl, 4),
+            _short(f.expected, 4), f"{f.latency_ns / 1e6:.1f}", f.reason,
+        )
+    return table
+
+
+def board(
+    snapshot: dict[str, Any], opps: list[Opportunity], elapsed_s: float, fills: list[Fill] | None = None
+) -> Group:
     o = snapshot["opportunities"]
     head = Text(
         f"arbwire  {elapsed_s:5.1f}s   opened {o['opened']}  closed {o['closed']}  best net {o['best_net_bps']:.1f} bps",
         style="bold",
     )
-    return Group(head, paper_line(snapshot.get("paper")), venue_table(snapshot), opportunity_table(opps[-12:]))
+    parts: list[Any] = [head, paper_line(snapshot.get("paper")), venue_table(snapshot), opportunity_table(opps[-12:])]
+    if fills:
+        parts.append(fills_table(fills[-6:]))
+    return Group(*parts)

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 
-from arbwire.console import board, opportunity_table, paper_line, venue_table
+from arbwire.console import board, fills_table, opportunity_table, paper_line, venue_table
 from arbwire.engine import Engine
 from arbwire.model import Opportunity
 from arbwire.monitor import Monitor
@@ -90,7 +90,8 @@ async def watch(
             while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
                 if live is not None:
                     live.update(Group(
-                        board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started),
+                        board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started,
+                              list(engine.paper.fills) if engine.paper is not None else None),
                         alerts_panel(monitor),
                     ))
                 with contextlib.suppress(TimeoutError):
@@ -119,5 +120,7 @@ async def watch(
     else:
         console.print(venue_table(summary, title=f"summary after {summary['duration_s']}s"))
         console.print(opportunity_table(list(engine.opportunities)[-20:], title="last opportunity events"))
+        if engine.paper is not None and engine.paper.fills:
+            console.print(fills_table(list(engine.paper.fills)[-20:], title="last paper trades"))
         console.print(paper_line(summary.get("paper")))
     return summary

@@ -48,7 +48,7 @@ def add_parsers(sub: Any) -> None:
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=None, help="replay at X times recorded speed")
     pace.add_argument("--max", action="store_true", help="as fast as possible (the default)")
-    rep.add_argument("--emit", default="", help="comma list of tops,trades,quotes,opportunities")
+    rep.add_argument("--emit", default="", help="comma list of tops,trades,quotes,opportunities,fills (paper trades)")
     rep.add_argument("--out", help="write emitted lines to FILE.jsonl (default stdout) or FILE.parquet")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON (last line of stdout)")
     rep.add_argument("--paper-latency-us", type=float, default=None, metavar="US",

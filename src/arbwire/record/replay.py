@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from arbwire.arb.detector import detector_from_config
-from arbwire.arb.paper import paper_from_config
+from arbwire.arb.paper import Fill, paper_from_config
 from arbwire.config import ArbConfig, PaperConfig
 from arbwire.feed import VenueFeed
 from arbwire.model import (
@@ -102,7 +102,7 @@ def replay(
 # -- whole replays: files -> sessions -> feeds -> detector -> emitted lines and a summary ---
 
 FORMATS = ("arbwire", "hftbacktest", "cryptofeed")
-EMITS = ("tops", "trades", "quotes", "opportunities")
+EMITS = ("tops", "trades", "quotes", "opportunities", "fills")
 _TIMER_NS = 500_000_000  # Link's timer period: session.on_timer in recorded time
 _EXPIRE_NS = 250_000_000  # the engine's housekeeping period: detector.expire in recorded time
 
@@ -285,6 +285,8 @@ class Emitter:
             rows = self._rows[kind]
             if kind == "top":
                 table = pqt.top_table(rows)
+            elif kind == "fill":
+                table = pqt.pa.Table.from_pylist(rows)
             else:
                 table = pqt.BUILDERS[kind](rows)
                 if kind != "opportunity":
@@ -307,6 +309,13 @@ def _quote_row(q: Quote) -> dict[str, Any]:
     return {"type": "quote", "venue": q.venue, "symbol": q.symbol, "bid": q.bid, "bid_size": q.bid_size,
             "ask": q.ask, "ask_size": q.ask_size, "update_id": q.update_id, "venue_ts_ns": q.venue_ts_ns,
             "recv_ns": q.recv_ns}
+
+
+def _fill_row(f: Fill) -> dict[str, Any]:
+    row: dict[str, Any] = {"type": "fill"}
+    row.update({k: getattr(f, k) for k in f.__struct_fields__})
+    row["latency_ns"] = f.latency_ns
+    return row
 
 
 def _opportunity_row(o: Opportunity) -> dict[str, Any]:
@@ -525,6 +534,8 @@ class Replayer:
         # every opened opportunity on paper, executed in recorded time: the books it meets are
         # the ones just before the first frame received after its latency
         self.paper = paper_from_config(paper or PaperConfig(), self.detector.fees)
+        if self.paper is not None and "fills" in self.emit:
+            self.paper.on_fill = lambda fill: self.out.emit("fill", _fill_row(fill))
         if speed is not None and speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = speed
