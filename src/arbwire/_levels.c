@@ -23,6 +23,7 @@ typedef struct {
     PyObject *pow10[SCALE_DIGITS + 1]; /* pow10[k] = 10**k */
     PyObject *strip_chars; /* "0." */
     PyObject *crc32; /* zlib.crc32 */
+    PyTypeObject *texts_type; /* Texts */
 } levels_state;
 
 static inline levels_state *
@@ -763,10 +764,256 @@ unsure:
 static const char htx_levels_doc[] =
     "htx_levels(data, texts) -> [(price, size), ...] or None: HTX level arrays, see the source.";
 
+
+/* -- OKX level arrays -------------------------------------------------------------------
+ * okx_levels(data, texts) -> list of (price text, size text), or None.
+ *
+ * The fast path of arbwire.venues.okx for a books/bbo-tbt side: `data` (bytes or any
+ * buffer, e.g. msgspec.Raw) is exactly [["px","sz",...],...]: every level an array of two
+ * or more JSON strings of printable ASCII without escapes, of which the first two are
+ * kept (OKX sends [px, sz, "0", orderCount]). JSON whitespace is allowed between tokens.
+ * Anything else returns None and msgspec decides and words the error, so a result, when
+ * there is one, is msgspec's by construction (tests/test_okx_levels.py compares them).
+ *
+ * `texts` is a Texts cache: prices and sizes repeat from update to update, and handing
+ * back the same str object skips its allocation and, since a str keeps its hash, the
+ * hashing of every later lookup of it (the book's price cache, its dicts). */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t mask;
+    PyObject **slots; /* exact str objects, NULL when empty */
+    Py_ssize_t hits, misses;
+} Texts;
+
+static int
+texts_init(Texts *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    Py_ssize_t size = 4096;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:Texts", kwlist, &size))
+        return -1;
+    if (size < 1 || size > (1 << 24) || (size & (size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "Texts size must be a power of two up to 2**24");
+        return -1;
+    }
+    if (self->slots != NULL) {
+        for (Py_ssize_t i = 0; i <= self->mask; i++)
+            Py_CLEAR(self->slots[i]);
+        PyMem_Free(self->slots);
+    }
+    self->slots = PyMem_Calloc((size_t)size, sizeof(PyObject *));
+    if (self->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->mask = size - 1;
+    self->hits = self->misses = 0;
+    return 0;
+}
+
+static int
+texts_clear(Texts *self)
+{
+    if (self->slots != NULL)
+        for (Py_ssize_t i = 0; i <= self->mask; i++)
+            Py_CLEAR(self->slots[i]);
+    return 0;
+}
+
+static int
+texts_traverse(Texts *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0; /* the slots hold only str objects: no cycles through them */
+}
+
+static void
+texts_dealloc(Texts *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    texts_clear(self);
+    PyMem_Free(self->slots);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+texts_stats(Texts *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:n,s:n,s:n}", "size", self->mask + 1, "hits", self->hits, "misses", self->misses);
+}
+
+static PyMethodDef texts_methods[] = {
+    {"stats", (PyCFunction)texts_stats, METH_NOARGS, "{'size', 'hits', 'misses'}"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot texts_type_slots[] = {
+    {Py_tp_doc, "Texts(size=4096): a cache of short ASCII str objects keyed by their bytes, for okx_levels."},
+    {Py_tp_init, texts_init},
+    {Py_tp_dealloc, texts_dealloc},
+    {Py_tp_traverse, texts_traverse},
+    {Py_tp_clear, texts_clear},
+    {Py_tp_methods, texts_methods},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec texts_type_spec = {
+    .name = "arbwire._levels.Texts",
+    .basicsize = sizeof(Texts),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = texts_type_slots,
+};
+
+/* New reference to the str of the ASCII bytes [p, p + n), from the cache when it holds them. */
+static PyObject *
+cached_text(Texts *cache, const char *p, Py_ssize_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 16777619u;
+    PyObject **slot = &cache->slots[(Py_ssize_t)h & cache->mask];
+    PyObject *text = *slot;
+    if (text != NULL && PyUnicode_GET_LENGTH(text) == n && memcmp(PyUnicode_1BYTE_DATA(text), p, (size_t)n) == 0) {
+        cache->hits++;
+        Py_INCREF(text);
+        return text;
+    }
+    cache->misses++;
+    text = PyUnicode_New(n, 127);
+    if (text == NULL)
+        return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(text), p, (size_t)n);
+    Py_XSETREF(*slot, text);
+    Py_INCREF(text);
+    return text;
+}
+
+/* End of the plain JSON string at p (just past its closing quote), or NULL when it is not
+ * one: printable ASCII only, no escapes. */
+static inline const char *
+plain_string_end(const char *p, const char *end)
+{
+    if (p >= end || *p != '"')
+        return NULL;
+    for (p++; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c == '\\' || c < 0x20 || c > 0x7e)
+            return NULL;
+    }
+    return NULL;
+}
+
+static PyObject *
+okx_levels_scan(const char *p, const char *end, Texts *cache)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '[')
+        goto unsure;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        if (skip_ws(p + 1, end) != end)
+            goto unsure;
+        return out;
+    }
+    for (;;) {
+        if (p >= end || *p != '[')
+            goto unsure;
+        PyObject *pair[2] = {NULL, NULL};
+        int k = 0;
+        for (;;) { /* the strings of one level */
+            p = skip_ws(p + 1, end); /* past '[' or ',' */
+            const char *q = plain_string_end(p, end);
+            if (q == NULL)
+                goto unsure_pair;
+            if (k < 2) {
+                pair[k] = cached_text(cache, p + 1, q - p - 2);
+                if (pair[k] == NULL) {
+                    Py_XDECREF(pair[0]);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+            }
+            k++;
+            p = skip_ws(q, end);
+            if (p < end && *p == ',')
+                continue;
+            if (p < end && *p == ']' && k >= 2)
+                break;
+            goto unsure_pair;
+        }
+        PyObject *level = PyTuple_New(2);
+        if (level == NULL) {
+            Py_DECREF(pair[0]);
+            Py_DECREF(pair[1]);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, pair[0]);
+        PyTuple_SET_ITEM(level, 1, pair[1]);
+        int failed = PyList_Append(out, level);
+        Py_DECREF(level);
+        if (failed) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        p = skip_ws(p + 1, end); /* past ']' */
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') {
+            if (skip_ws(p + 1, end) != end)
+                goto unsure;
+            return out;
+        }
+        goto unsure;
+    unsure_pair:
+        Py_XDECREF(pair[0]);
+        Py_XDECREF(pair[1]);
+        goto unsure;
+    }
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+okx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyTypeObject *texts_type = get_state(module)->texts_type;
+    if (nargs != 2 || !PyObject_TypeCheck(args[1], texts_type)) {
+        PyErr_SetString(PyExc_TypeError, "okx_levels(data: bytes-like, texts: Texts)");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0]))
+        return okx_levels_scan(PyBytes_AS_STRING(args[0]),
+                               PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0]), (Texts *)args[1]);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *p = (const char *)view.buf;
+    PyObject *result = okx_levels_scan(p, p + view.len, (Texts *)args[1]);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static const char okx_levels_doc[] =
+    "okx_levels(data, texts) -> [(price, size), ...] or None: OKX level arrays, see the source.";
+
 static PyMethodDef levels_methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL, apply_side_doc},
     {"okx_checksum", (PyCFunction)(void (*)(void))okx_checksum, METH_FASTCALL, okx_checksum_doc},
     {"htx_levels", (PyCFunction)(void (*)(void))htx_levels, METH_FASTCALL, htx_levels_doc},
+    {"okx_levels", (PyCFunction)(void (*)(void))okx_levels, METH_FASTCALL, okx_levels_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -809,6 +1056,9 @@ levels_exec(PyObject *module)
     Py_DECREF(zlib);
     if (st->crc32 == NULL)
         return -1;
+    st->texts_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &texts_type_spec, NULL);
+    if (st->texts_type == NULL || PyModule_AddType(module, st->texts_type) < 0)
+        return -1;
     return PyModule_AddIntConstant(module, "PRICE_CACHE_MAX", PRICE_CACHE_MAX);
 }
 
@@ -820,6 +1070,7 @@ levels_traverse(PyObject *module, visitproc visit, void *arg)
         return 0;
     Py_VISIT(st->to_units);
     Py_VISIT(st->crc32);
+    Py_VISIT(st->texts_type);
     return 0;
 }
 
@@ -834,6 +1085,7 @@ levels_clear(PyObject *module)
         Py_CLEAR(st->pow10[k]);
     Py_CLEAR(st->strip_chars);
     Py_CLEAR(st->crc32);
+    Py_CLEAR(st->texts_type);
     return 0;
 }
 

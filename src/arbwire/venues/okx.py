@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import msgspec
@@ -74,10 +74,14 @@ class _Arg(msgspec.Struct, gc=False):
 
 
 class _Data(msgspec.Struct, gc=False):
-    """One ``data[]`` item of any subscribed channel (books, bbo-tbt, trades)."""
+    """One ``data[]`` item of any subscribed channel (books, bbo-tbt, trades).
 
-    asks: list[_Lvl] | None = None
-    bids: list[_Lvl] | None = None
+    The level arrays stay raw here and go through ``_levels``: in C when the extension
+    is built (straight into (px, sz) tuples, repeated texts shared), else msgspec.
+    """
+
+    asks: msgspec.Raw = msgspec.Raw(b"")  # empty when absent
+    bids: msgspec.Raw = msgspec.Raw(b"")
     ts: str = ""
     checksum: int = 0
     seqId: int | None = None
@@ -147,6 +151,33 @@ def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]
 
 
 _c_okx_checksum = C_EXTENSION.okx_checksum if C_EXTENSION is not None else None
+_c_okx_levels = C_EXTENSION.okx_levels if C_EXTENSION is not None else None
+_LEVELS = msgspec.json.Decoder(list[_Lvl]).decode
+
+
+def _levels_py(raw: msgspec.Raw) -> list[Level]:
+    """The reference, and where every input the C scanner is unsure of goes (its errors too)."""
+    return [(lv.px, lv.sz) for lv in _LEVELS(raw)]
+
+
+def level_decoder() -> Callable[[msgspec.Raw], list[Level]]:
+    """A side's ``[[px, sz, "0", count], ...]`` -> [(px, sz), ...], with its own text cache.
+
+    In C when the extension is built (``arbwire._levels.okx_levels``: straight into
+    tuples, texts repeated from update to update shared, which also makes the book's
+    lookups of them cheaper since a str keeps its hash), msgspec into ``_Lvl`` otherwise
+    and for anything the scanner is unsure of. docs/benchmarks.md has the figures.
+    """
+    scan = _c_okx_levels
+    if scan is None:
+        return _levels_py
+    texts = C_EXTENSION.Texts(4096)  # type: ignore[union-attr]
+
+    def levels(raw: msgspec.Raw) -> list[Level]:
+        out = scan(raw, texts)
+        return out if out is not None else _levels_py(raw)
+
+    return levels
 
 
 # -- sequence rule -----------------------------------------------------------------------
@@ -268,6 +299,7 @@ class OkxSession(VenueSession):
         self.names = OkxSymbols(self.symbols)
         self._rule = OkxRule(snapshot_source)  # holds no state: one for every symbol
         self._decode = msgspec.json.Decoder(_Frame).decode
+        self._levels = level_decoder()
         self._decode_rest = msgspec.json.Decoder(_RestReply).decode
         self._counter: dict[str, int] = {}  # symbol -> pseudo seqId for frames without one
         self._request_args: dict[str, list[str]] = {}  # request id -> instIds, to name errors
@@ -397,7 +429,7 @@ class OkxSession(VenueSession):
         out: list[Output] = []
         for d in data:
             asks, bids = d.asks, d.bids
-            if asks is None or bids is None:
+            if not asks or not bids:
                 raise _Bad("books without asks/bids")
             seq = d.seqId
             if seq is None:
@@ -416,8 +448,8 @@ class OkxSession(VenueSession):
                 BookUpdate(
                     self.name,
                     symbol,
-                    [(lv.px, lv.sz) for lv in bids],
-                    [(lv.px, lv.sz) for lv in asks],
+                    self._levels(bids),
+                    self._levels(asks),
                     seq,
                     seq,
                     prev,
@@ -433,14 +465,15 @@ class OkxSession(VenueSession):
         out: list[Output] = []
         for d in data:
             asks, bids = d.asks, d.bids
-            if asks is None or bids is None:
+            if not asks or not bids:
                 raise _Bad("bbo-tbt without asks/bids")
             ts = int(d.ts) * MS
-            if not asks or not bids:
+            bid_levels, ask_levels = self._levels(bids), self._levels(asks)
+            if not ask_levels or not bid_levels:
                 self.one_sided_bbo += 1  # a Quote needs both sides
                 continue
-            b, a = bids[0], asks[0]
-            out.append(Quote(self.name, symbol, b.px, b.sz, a.px, a.sz, d.seqId or 0, ts, recv_ns))
+            (bid, bid_size), (ask, ask_size) = bid_levels[0], ask_levels[0]
+            out.append(Quote(self.name, symbol, bid, bid_size, ask, ask_size, d.seqId or 0, ts, recv_ns))
         return out
 
     def _trades(self, symbol: str, data: list[_Data], recv_ns: int) -> list[Output]:
