@@ -67,4 +67,42 @@ def test_c_fold_equals_the_python_fold(values, unit_ns):
 def test_c_fold_is_built_where_the_book_loop_is():
     """A build that compiled the book loop compiles the fold too (same compiler, same flags)."""
     if book.IMPLEMENTATION == "c":
-        assert latency._FOLD_C is not None
+        assert latency._FOLD_C is not None and latency._STATS_C is not None
+
+
+QUANTILES = (0.0, 0.5, 0.95, 0.99, 0.999, 1.0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**11), max_size=300), st.sampled_from([1, 1000]))
+def test_c_stats_equal_the_python_stats(values, unit_ns):
+    """Quantiles and mean of a histogram, and of a window of it, in C and in Python."""
+    if latency._STATS_C is None:
+        pytest.skip(f"arbwire._fold not built ({book.IMPLEMENTATION})")
+    rec = Recorder(unit_ns=unit_ns)
+    for v in values:
+        rec.add(v)
+    rec.fold()
+    h = rec.hist
+    for counts in (latency.counts_of(h, latency.used(h)), latency.counts_of(h)):
+        c = latency.stats_of(h, counts, QUANTILES, rec.per_us)
+        py = latency._stats_py(h, counts, QUANTILES, rec.per_us)
+        assert (c.count, c.quantiles_us) == (py.count, py.quantiles_us)
+        assert c.mean_us == pytest.approx(py.mean_us, rel=1e-12)
+        assert py.count == len(values)
+
+
+def test_summaries_match_hdrh_in_both_paths(monkeypatch):
+    rng = random.Random(5)
+    rec = Recorder(unit_ns=1)
+    ref = HdrHistogram(1, rec.max_value, 3)
+    for _ in range(30_000):
+        v = int(rng.lognormvariate(10, 1.5))
+        rec.add(v)
+        ref.record_value(v)
+    expected = tuple(ref.get_value_at_percentile(p) / 1000 for p in (50, 95, 99))
+    for stats_c in (latency._STATS_C, None):
+        monkeypatch.setattr(latency, "_STATS_C", stats_c)
+        s = rec.summary()
+        assert (s.p50, s.p95, s.p99) == expected
+        assert s.avg == pytest.approx(ref.get_mean_value() / 1000, rel=1e-3)

@@ -107,9 +107,125 @@ fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(LLLLL)", recorded, negative, (long long)raw_min, (long long)lo, (long long)hi);
 }
 
+
+/* stats(counts, half_count_magnitude, half_count, unit_magnitude, quantiles)
+ *   -> (total, mean, [value at each quantile])
+ *
+ * What arbwire.latency.stats_of computes in Python (its reference), in one pass over the
+ * counts buffer (array of 4- or 8-byte unsigned ints laid out like the histogram):
+ * each quantile q is the highest equivalent value of the first bucket whose running
+ * total reaches max(1, int(q * total + 0.5)) (the last bucket if none does), and the
+ * mean weighs each bucket by the middle of its range, as hdrh does. Values are in the
+ * histogram's unit; the caller scales them. A five-venue summary is 15 of these: in
+ * Python ~0.7 ms each on the event loop, here a few µs. */
+static PyObject *
+stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "stats() takes 5 arguments");
+        return NULL;
+    }
+    long long half_mag = PyLong_AsLongLong(args[1]);
+    long long half = PyLong_AsLongLong(args[2]);
+    long long unit = PyLong_AsLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (unit < 0 || unit > 62 || half_mag < 0 || half_mag > 62 || half <= 0) {
+        PyErr_SetString(PyExc_ValueError, "stats(): histogram geometry out of range");
+        return NULL;
+    }
+    PyObject *qs = PySequence_Fast(args[4], "stats(): quantiles must be a sequence");
+    if (qs == NULL)
+        return NULL;
+    Py_ssize_t nq = PySequence_Fast_GET_SIZE(qs);
+    double qv[16];
+    if (nq > 16) {
+        Py_DECREF(qs);
+        PyErr_SetString(PyExc_ValueError, "stats(): at most 16 quantiles");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < nq; j++) {
+        qv[j] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(qs, j));
+        if (qv[j] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(qs);
+            return NULL;
+        }
+    }
+    Py_DECREF(qs);
+    Py_buffer cv;
+    if (PyObject_GetBuffer(args[0], &cv, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (cv.itemsize != 4 && cv.itemsize != 8) {
+        PyBuffer_Release(&cv);
+        PyErr_SetString(PyExc_TypeError, "stats(): counts must be 4- or 8-byte integers");
+        return NULL;
+    }
+    Py_ssize_t n = cv.len / cv.itemsize;
+    const uint32_t *c32 = (const uint32_t *)cv.buf;
+    const uint64_t *c64 = (const uint64_t *)cv.buf;
+#define COUNT(i) (cv.itemsize == 4 ? (uint64_t)c32[i] : c64[i])
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        total += COUNT(i);
+    PyObject *values = PyList_New(nq);
+    if (values == NULL) {
+        PyBuffer_Release(&cv);
+        return NULL;
+    }
+    uint64_t targets[16];
+    int64_t found[16];
+    for (Py_ssize_t j = 0; j < nq; j++) {
+        double t = qv[j] * (double)total + 0.5;
+        uint64_t target = t < 1.0 ? 1 : (uint64_t)t; /* int() truncates; t >= 1 here */
+        targets[j] = target;
+        found[j] = -1;
+    }
+    double weighted = 0.0;
+    uint64_t running = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t count = COUNT(i);
+        if (!count)
+            continue;
+        long long bucket = ((long long)i >> half_mag) - 1;
+        long long sub = ((long long)i & (half - 1)) + half;
+        if (bucket < 0) {
+            sub -= half;
+            bucket = 0;
+        }
+        double low = (double)((unsigned long long)sub << (bucket + unit));
+        double size = (double)(1ULL << (bucket + unit));
+        weighted += (double)count * (low + size / 2.0);
+        running += count;
+        for (Py_ssize_t j = 0; j < nq; j++)
+            if (found[j] < 0 && running >= targets[j])
+                found[j] = i;
+    }
+#undef COUNT
+    PyBuffer_Release(&cv);
+    for (Py_ssize_t j = 0; j < nq; j++) {
+        Py_ssize_t i = found[j] < 0 ? (n ? n - 1 : 0) : (Py_ssize_t)found[j];
+        long long bucket = ((long long)i >> half_mag) - 1;
+        long long sub = ((long long)i & (half - 1)) + half;
+        if (bucket < 0) {
+            sub -= half;
+            bucket = 0;
+        }
+        unsigned long long high = ((unsigned long long)sub << (bucket + unit)) + (1ULL << (bucket + unit)) - 1;
+        PyObject *v = PyLong_FromUnsignedLongLong(high);
+        if (v == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyList_SET_ITEM(values, j, v);
+    }
+    return Py_BuildValue("(KdN)", (unsigned long long)total, total ? weighted / (double)total : 0.0, values);
+}
+
 static PyMethodDef fold_methods[] = {
     {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
      "Fold int64 samples into HdrHistogram counts; see the module source."},
+    {"stats", (PyCFunction)(void (*)(void))stats, METH_FASTCALL,
+     "Count, mean and quantile values of HdrHistogram counts; see the module source."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -50,9 +50,8 @@ class Window:
             if len(prev) > len(cur):  # the histogram was reset meanwhile: the window is what is there now
                 prev = array(prev.typecode)
             prev = prev + array(prev.typecode, bytes(prev.itemsize * (len(cur) - len(prev))))
-            delta = list(map(operator.sub, cur, prev))
-            if delta and min(delta) < 0:
-                delta = list(cur)
+            diff = list(map(operator.sub, cur, prev))
+            delta = cur if diff and min(diff) < 0 else array(cur.typecode, diff)
             self.last = stats_of(rec.hist, delta, self.quantiles, rec.per_us)
             self.last_ns = now_ns
         self.prev, self.prev_ns = cur, now_ns
