@@ -143,3 +143,17 @@ def test_run_on_a_terminal_shows_the_live_board_with_the_logs_above_it(tmp_path)
             os.close(controller)
         sim.terminate()
         sim.wait(timeout=10)
+
+
+def test_the_board_queue_drops_updates_rather_than_block_the_loop():
+    import time
+
+    from arbwire.board import BoardProcess
+
+    screen = BoardProcess(max_pending=2)  # no child draining it
+    t0 = time.perf_counter()
+    for i in range(5):
+        screen.show({"i": i}, [], 0.0, None, "")
+    assert time.perf_counter() - t0 < 0.5  # never waited for room
+    assert screen.dropped == 3
+    screen.stop()  # never started: nothing to stop, no hang

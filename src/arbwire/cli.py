@@ -22,15 +22,13 @@ def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(coro)
 
 
-def _setup_logging(level: str, quiet: bool, console: Any = None) -> None:
-    """Plain lines on stderr; on a terminal with a live board (``console``), through it, so
-    log lines print above the board instead of through it."""
-    where: dict[str, Any] = {"stream": sys.stderr, "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    if console is not None:
-        from rich.logging import RichHandler
-
-        where = {"handlers": [RichHandler(console=console, show_path=False, markup=False)], "format": "%(message)s"}
-    logging.basicConfig(level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO), **where)
+def _setup_logging(level: str, quiet: bool) -> None:
+    """Plain lines on stderr (``arbwire.watch`` sends them above the live board while it is up)."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
     # arbwire.net logs every connect and disconnect with its venue, shard and timings
     logging.getLogger("picows").setLevel(logging.WARNING)
 
@@ -45,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"arbwire: config error: {exc}", file=sys.stderr)
         return 2
     console = make_console(args.json)
-    _setup_logging(config.log_level, quiet=False, console=console if console.is_terminal else None)
+    _setup_logging(config.log_level, quiet=False)
 
     async def main() -> None:
         await watch(

@@ -2,9 +2,10 @@
 
 ``arbwire run`` (the venues) and ``arbwire demo`` (the simulators) both end here, so
 what a trader sees does not depend on where the frames come from. On a terminal the
-board (per-venue figures, books, latency, opportunities, alerts) redraws four times a
-second and log lines print above it; piped to a file, each opportunity event is one
-line on stdout instead. ``--json`` keeps stdout for the summary alone.
+board (per-venue figures, books, latency, opportunities, paper trades, alerts) redraws
+four times a second, drawn by a child process (``arbwire.board``), and log lines print
+above it; piped to a file, each opportunity event is one line on stdout instead.
+``--json`` keeps stdout for the summary alone.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 
-from arbwire.console import board, fills_table, opportunity_table, paper_line, venue_table
+from arbwire.board import BoardLogHandler, BoardProcess
+from arbwire.console import fills_table, opportunity_table, paper_line, venue_table
 from arbwire.engine import Engine
 from arbwire.model import Opportunity
 from arbwire.monitor import Monitor
@@ -48,6 +51,18 @@ def opportunity_line(event: Opportunity) -> str:
 def _print_opportunity(event: Any) -> None:
     if isinstance(event, Opportunity):
         print(opportunity_line(event), flush=True)
+
+
+@contextlib.contextmanager
+def _logs_to(handler: logging.Handler) -> Iterator[None]:
+    """Root log output through ``handler`` for a while (the board's, above the board)."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
 
 
 async def watch(
@@ -83,22 +98,21 @@ async def watch(
         if monitor.metrics_url:
             console.print(f"metrics: {monitor.metrics_url}")
         end = None if duration_s is None else started + duration_s
-        live = Live(console=console, refresh_per_second=4, transient=False) if show_board else None
-        if live is not None:
-            live.start()
-        try:
+        screen = BoardProcess() if show_board else None
+        with contextlib.ExitStack() as shown:
+            if screen is not None:
+                screen.start()
+                shown.callback(screen.stop)
+                shown.enter_context(_logs_to(BoardLogHandler(screen)))
             while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
-                if live is not None:
-                    live.update(Group(
-                        board(engine.snapshot(), list(engine.opportunities), time.monotonic() - started,
-                              list(engine.paper.fills) if engine.paper is not None else None),
-                        alerts_panel(monitor),
-                    ))
+                if screen is not None:
+                    paper = engine.paper
+                    screen.show(
+                        engine.snapshot(), list(engine.opportunities)[-12:], time.monotonic() - started,
+                        list(paper.fills)[-6:] if paper is not None else None, alerts_panel(monitor),
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
-        finally:
-            if live is not None:
-                live.stop()
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
         summary = engine.snapshot()  # as the run ends, before the links are shut
