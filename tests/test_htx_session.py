@@ -331,7 +331,7 @@ def test_throttled_req_widens_the_spacing_asks_again_and_eases_back(caplog):
     session.on_open(T0)
     (req,) = sends(feed.on_frame(mbp("btcusdt", 2, 1), T0))
     throttled = gz(f'{{"status":"error","id":"{req["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}')
-    with caplog.at_level("WARNING", logger="arbwire.venues"):
+    with caplog.at_level("INFO", logger="arbwire.venues"):
         assert feed.on_frame(throttled, T0 + 5 * MS) == []
     assert [e for e in seen if isinstance(e, VenueError)] == []  # handled here, not a venue fault
     assert "throttled" in caplog.text and "200 ms" in caplog.text
@@ -339,9 +339,12 @@ def test_throttled_req_widens_the_spacing_asks_again_and_eases_back(caplog):
     assert sends(session.on_timer(T0 + 150 * MS, T0)) == []  # the widened gap holds it back
     (again,) = sends(session.on_timer(T0 + 201 * MS, T0))
     assert again["req"] == "market.btcusdt.mbp.150" and again["id"] != req["id"]
-    # a second throttle doubles again, up to req_interval_max_s
-    session.on_frame(gz(f'{{"status":"error","id":"{again["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}'), T0 + 210 * MS)
+    assert [r.levelname for r in caplog.records if "throttled" in r.getMessage()] == ["INFO"]
+    # a second throttle doubles again, up to req_interval_max_s, and that is worth a warning
+    with caplog.at_level("INFO", logger="arbwire.venues"):
+        session.on_frame(gz(f'{{"status":"error","id":"{again["id"]}","err-code":"bad-request","err-msg":"429 too many request"}}'), T0 + 210 * MS)
     assert session.req_gap_ns == 300 * MS
+    assert [r.levelname for r in caplog.records if "throttled" in r.getMessage()] == ["INFO", "WARNING"]
     (third,) = sends(session.on_timer(T0 + 502 * MS, T0))
     feed.on_frame(rep("btcusdt", third["id"], 2, "[[1,1]]", "[[2,1]]"), T0 + 510 * MS)
     assert feed.syncs["BTC-USDT"].state is SyncState.SYNCED

@@ -29,10 +29,14 @@ from arbwire.console import board
 _STOP = ("stop",)
 
 
-def _draw(updates: Any) -> None:
-    """The child: draw every board update, print every log line above the board."""
+def _draw(updates: Any, path: str | None = None) -> None:
+    """The child: draw every board update, print every log line above the board (on the
+    terminal, or into ``path`` as a terminal 200 columns wide)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
-    console = Console()
+    if path is None:
+        console = Console()
+    else:
+        console = Console(file=open(path, "w"), force_terminal=True, width=200)  # noqa: SIM115 - lives as long as the child
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         while True:
             message = updates.get()
@@ -49,10 +53,10 @@ def _draw(updates: Any) -> None:
 class BoardProcess:
     """The board's child process and the queue to it."""
 
-    def __init__(self, max_pending: int = 64) -> None:
+    def __init__(self, max_pending: int = 64, path: str | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process running uvloop and threads
         self._updates = ctx.Queue(max_pending)
-        self._process = ctx.Process(target=_draw, args=(self._updates,), name="arbwire-board", daemon=True)
+        self._process = ctx.Process(target=_draw, args=(self._updates, path), name="arbwire-board", daemon=True)
         self.dropped = 0
 
     def start(self) -> None:

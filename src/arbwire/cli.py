@@ -91,6 +91,7 @@ BENCH_SCRIPTS = {
     "latency": "latency.py",  # server send -> detector done at 10k msg/s and at the maximum rate
     "memory": "memory.py",  # RSS before and after 10 M messages
     "sbe": "sbe.py",  # Binance JSON vs SBE decode on the same real events
+    "board": "board.py",  # what drawing the live board costs the event loop, in and out of process
     "htx-mbp": "htx_mbp.py",  # HTX's default incremental books, derived from the real full books
 }
 
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe|htx-mbp [--json] "
+        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe|htx-mbp|board [--json] "
         "(arbwire bench NAME --help for options)",
     )
     bench.add_argument("what", choices=["connect", *BENCH_SCRIPTS])

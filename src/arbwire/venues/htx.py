@@ -60,7 +60,8 @@ snapshot``), then each ``prevSeqNum`` must equal the last applied ``seqNum``
 ``req`` error is a failed snapshot: reported as a ``VenueError`` and retried with
 backoff. A ``429 too many request`` answer is the session's own pacing falling short
 (the gap HTX measures is between arrivals, and a send can leave late on a busy
-loop): it is retried the same way, logged as a warning rather than reported, and the
+loop): it is retried the same way, logged rather than reported (a warning once the spacing is
+at its ceiling), and the
 spacing between ``req``s doubles (at most ``req_interval_max_s``), easing back to
 ``req_interval_s`` by a tenth with every answered ``req``. ``depth``: every frame is a
 full book, emitted as a snapshot ``BookUpdate``; older or repeated ``version`` values are dropped.
@@ -823,9 +824,12 @@ class HtxSession(VenueSession):
                 self.req_throttled += 1
                 self.req_gap_ns = min(self.req_interval_max_ns, self.req_gap_ns * 2)
                 self._snapshot_failed(symbol, retry=True, throttled=True)
-                log.warning(
-                    "venue=htx symbol=%s req %s throttled (%s): asking again, req spacing now %.0f ms",
-                    symbol, topic, message, self.req_gap_ns / 1e6,
+                # handled here; a warning only once the spacing is at its ceiling
+                at_ceiling = self.req_gap_ns >= self.req_interval_max_ns
+                log.log(
+                    logging.WARNING if at_ceiling else logging.INFO,
+                    "venue=htx symbol=%s req %s throttled (%s): asking again, req spacing now %.0f ms%s",
+                    symbol, topic, message, self.req_gap_ns / 1e6, " (the most allowed)" if at_ceiling else "",
                 )
                 return []
             message = f"{message} ({'req' if is_req else 'sub'} {topic})"
