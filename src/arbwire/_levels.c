@@ -612,6 +612,39 @@ skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* Append the level (pair[0], pair[1]) to `out` as a tuple, stealing both references:
+ * 0, or -1 with an exception set. */
+static int
+append_pair(PyObject *out, PyObject *pair[2])
+{
+    PyObject *level = PyTuple_New(2);
+    if (level == NULL) {
+        Py_DECREF(pair[0]);
+        Py_DECREF(pair[1]);
+        return -1;
+    }
+    PyTuple_SET_ITEM(level, 0, pair[0]);
+    PyTuple_SET_ITEM(level, 1, pair[1]);
+    int failed = PyList_Append(out, level);
+    Py_DECREF(level);
+    return failed;
+}
+
+/* After a level's closing ']' at *pp: 1 when another level follows (*pp then at its '['),
+ * 0 when the array closes and nothing but whitespace follows, -1 for anything else. */
+static int
+next_level(const char **pp, const char *end)
+{
+    const char *p = skip_ws(*pp + 1, end);
+    if (p < end && *p == ',') {
+        *pp = skip_ws(p + 1, end);
+        return 1;
+    }
+    if (p < end && *p == ']' && skip_ws(p + 1, end) == end)
+        return 0;
+    return -1;
+}
+
 /* End of the JSON number literal at p, or NULL when it is not one; *plain says whether it
  * is its own text (no '-', no exponent, at most 19 characters). */
 static const char *
@@ -728,32 +761,15 @@ htx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto unsure;
             }
         }
-        PyObject *level = PyTuple_New(2);
-        if (level == NULL) {
-            Py_DECREF(pair[0]);
-            Py_DECREF(pair[1]);
+        if (append_pair(out, pair) < 0) {
             Py_DECREF(out);
             return NULL;
         }
-        PyTuple_SET_ITEM(level, 0, pair[0]);
-        PyTuple_SET_ITEM(level, 1, pair[1]);
-        int failed = PyList_Append(out, level);
-        Py_DECREF(level);
-        if (failed) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        p = skip_ws(p + 1, end); /* past ']' */
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
+        int more = next_level(&p, end);
+        if (more > 0)
             continue;
-        }
-        if (p < end && *p == ']') {
-            p = skip_ws(p + 1, end);
-            if (p != end)
-                goto unsure;
+        if (more == 0)
             return out;
-        }
         goto unsure;
     }
 unsure:
@@ -950,31 +966,15 @@ okx_levels_scan(const char *p, const char *end, Texts *cache)
                 break;
             goto unsure_pair;
         }
-        PyObject *level = PyTuple_New(2);
-        if (level == NULL) {
-            Py_DECREF(pair[0]);
-            Py_DECREF(pair[1]);
+        if (append_pair(out, pair) < 0) {
             Py_DECREF(out);
             return NULL;
         }
-        PyTuple_SET_ITEM(level, 0, pair[0]);
-        PyTuple_SET_ITEM(level, 1, pair[1]);
-        int failed = PyList_Append(out, level);
-        Py_DECREF(level);
-        if (failed) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        p = skip_ws(p + 1, end); /* past ']' */
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
+        int more = next_level(&p, end);
+        if (more > 0)
             continue;
-        }
-        if (p < end && *p == ']') {
-            if (skip_ws(p + 1, end) != end)
-                goto unsure;
+        if (more == 0)
             return out;
-        }
         goto unsure;
     unsure_pair:
         Py_XDECREF(pair[0]);
