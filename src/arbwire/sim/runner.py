@@ -96,13 +96,15 @@ class Simulators:
 
     def tick(self) -> None:
         """One model step, published by every venue. Episodes are stamped with the wall
-        clock just before their frames are written."""
+        clock just before their frames are written; each venue stamps its own events when
+        it publishes them, as a venue's gateway does: one time for all of them would count
+        the venues published before it (their encoding and writes) as the later venues'
+        venue -> receive latency."""
         step = self.model.step()
-        now_ns = time.time_ns()
-        self.model.mark_sent(step, now_ns)
+        self.model.mark_sent(step, time.time_ns())
         for server in self._servers.values():
             try:
-                server.publish(step, now_ns + server.clock_skew_ns)
+                server.publish(step, time.time_ns() + server.clock_skew_ns)
             except Exception:
                 log.exception("%s: publish failed at step %d", server.venue, step.index)
         if self._on_episode is not None:
