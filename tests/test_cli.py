@@ -157,3 +157,15 @@ def test_the_board_queue_drops_updates_rather_than_block_the_loop():
     assert time.perf_counter() - t0 < 0.5  # never waited for room
     assert screen.dropped == 3
     screen.stop()  # never started: nothing to stop, no hang
+
+
+def test_logs_still_go_out_when_the_board_process_is_gone(capsys):
+    import logging
+
+    from arbwire.board import BoardLogHandler, BoardProcess
+
+    screen = BoardProcess()  # never started: as if its process had ended
+    assert not screen.alive
+    handler = BoardLogHandler(screen)
+    handler.handle(logging.LogRecord("arbwire.net", logging.WARNING, __file__, 1, "link %s down", ("okx",), None))
+    assert "WARNING arbwire.net link okx down" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import queue
 import signal
+import sys
 from typing import Any
 
 from rich.console import Console, Group
@@ -62,6 +63,11 @@ class BoardProcess:
     def start(self) -> None:
         self._process.start()
 
+    @property
+    def alive(self) -> bool:
+        """False once the child is gone (its terminal closed, or it failed)."""
+        return self._process.is_alive()
+
     def _put(self, message: tuple[Any, ...]) -> None:
         try:
             self._updates.put_nowait(message)
@@ -98,6 +104,10 @@ class BoardLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.board.log(self.format(record))
+            line = self.format(record)
+            if self.board.alive:
+                self.board.log(line)
+            else:  # no board to print above: the line still goes out
+                sys.stderr.write(line + "\n")
         except Exception:  # noqa: BLE001 - logging must never raise into the engine
             self.handleError(record)

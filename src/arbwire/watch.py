@@ -30,6 +30,7 @@ from arbwire.monitor import Monitor
 from arbwire.monitor.panel import alerts_panel
 
 PIPED_WIDTH = 220  # no terminal to fit: print whole tables
+log = logging.getLogger("arbwire.watch")
 
 
 def make_console(as_json: bool) -> Console:
@@ -105,6 +106,9 @@ async def watch(
                 shown.callback(screen.stop)
                 shown.enter_context(_logs_to(BoardLogHandler(screen)))
             while (end is None or time.monotonic() < end) and not stop.is_set() and not task.done():
+                if screen is not None and not screen.alive:
+                    log.warning("the live board's process ended; carrying on without the board")
+                    screen = None
                 if screen is not None:
                     paper = engine.paper
                     screen.show(
