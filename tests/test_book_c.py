@@ -24,7 +24,7 @@ needs_c = pytest.mark.skipif(CL2Book is None, reason=f"C level loop not loaded: 
 
 
 def state(book: L2Book) -> tuple:
-    return tuple((s.sizes, s.texts, s.order) for s in (book.bids, book.asks)) + (book._cache,)
+    return tuple((s.sizes, s.texts, s.order, s.cache) for s in (book.bids, book.asks))
 
 
 def assert_same(a: L2Book, b: L2Book) -> None:
@@ -32,7 +32,7 @@ def assert_same(a: L2Book, b: L2Book) -> None:
         assert sa.order == sb.order
         assert sa.sizes == sb.sizes
         assert sa.texts == sb.texts
-    assert a._cache == b._cache
+        assert sa.cache == sb.cache
 
 
 def apply_both(a: L2Book, b: L2Book, bids, asks) -> None:  # type: ignore[no-untyped-def]
@@ -152,8 +152,8 @@ def test_cache_bound_identical(monkeypatch):
     py, c = PyL2Book(), CL2Book()  # type: ignore[misc]
     n = (1 << 16) + 10
     levels = [(f"{i}.5", "1") for i in range(n)]
-    apply_both(py, c, levels, [])
-    assert len(c._cache) == 10
+    apply_both(py, c, levels, levels)
+    assert len(c.bids.cache) == len(c.asks.cache) == 10
 
 
 @needs_c
@@ -169,7 +169,7 @@ def test_no_reference_leaks():
     for _ in range(3):  # warm up: cache entries, interned objects
         book.apply(worse, worse)
         book.apply(gone, gone)
-    counts = [sys.getrefcount(x) for x in (price, size, zero, bad, book._cache[price])]
+    counts = [sys.getrefcount(x) for x in (price, size, zero, bad, book.bids.cache[price], book.asks.cache[price])]
     for _ in range(1000):
         book.apply([(price, size)], [(price, size)])
         book.apply([(price, zero)], [(price, zero)])
@@ -179,7 +179,7 @@ def test_no_reference_leaks():
             book.apply([(price, size), (bad, size)], [])
         book.apply([(price, zero)], [])
     assert not book
-    after = [sys.getrefcount(x) for x in (price, size, zero, bad, book._cache[price])]
+    after = [sys.getrefcount(x) for x in (price, size, zero, bad, book.bids.cache[price], book.asks.cache[price])]
     assert after == counts
 
 

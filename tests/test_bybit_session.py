@@ -78,8 +78,8 @@ def _levels(side) -> dict[Decimal, Decimal]:
 
 
 def _book_as_decimals(sync: BookSync) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    bids = {Decimal(sync.book.bids.texts[p]): Decimal(s) for p, s in sync.book.bids.levels()}
-    asks = {Decimal(sync.book.asks.texts[p]): Decimal(s) for p, s in sync.book.asks.levels()}
+    bids = {Decimal(p): Decimal(s) for p, s in sync.book.bids.text_levels(10_000)}
+    asks = {Decimal(p): Decimal(s) for p, s in sync.book.asks.text_levels(10_000)}
     return bids, asks
 
 

@@ -124,7 +124,7 @@ def _book() -> L2Book:
 def _set_size(side: str, level: int, value: object) -> Callable[[L2Book], None]:
     def corrupt(book: L2Book) -> None:
         s = getattr(book, side)
-        s.sizes[abs(s.order[-1 - level])] = value
+        s.sizes[s.order[-1 - level]] = value
 
     return corrupt
 
@@ -132,7 +132,7 @@ def _set_size(side: str, level: int, value: object) -> Callable[[L2Book], None]:
 def _del(side: str, level: int, what: str) -> Callable[[L2Book], None]:
     def corrupt(book: L2Book) -> None:
         s = getattr(book, side)
-        del getattr(s, what)[abs(s.order[-1 - level])]
+        del getattr(s, what)[s.order[-1 - level]]
 
     return corrupt
 
@@ -183,7 +183,7 @@ def test_no_reference_leaks():
     f = C_EXTENSION.okx_checksum  # type: ignore[union-attr]
     b, a = book.bids, book.asks
     objects = [*b.order, *a.order, *b.sizes.values(), *a.sizes.values(), *b.texts.values(), *a.texts.values()]
-    missing_key = abs(a.order[-11])
+    missing_key = a.order[-11]
     missing = a.texts[missing_key]
 
     def run() -> None:

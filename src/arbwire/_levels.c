@@ -207,13 +207,14 @@ fail:
     return -1;
 }
 
-/* Apply one (price, size) level. Returns 1 if a level was inserted, 0 if not, -1 on error. */
+/* Apply one (price, size) level. Returns 1 if a level was inserted, 0 if not, -1 on error.
+ * Every dict and `order` hold the side's signed key (units, -units on the ask side): the
+ * side's `cache` maps price text straight to it, so no key is ever negated here. */
 static int
 apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
             PyObject *texts, PyObject *order, int negate, PyObject *cache)
 {
     int inserted = 0;
-    PyObject *okey = NULL; /* key as stored in order: -key for asks */
     PyObject *key = PyDict_GetItemWithError(cache, price);
     if (key != NULL) {
         Py_INCREF(key);
@@ -221,9 +222,18 @@ apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
     else {
         if (PyErr_Occurred())
             return -1;
-        key = price_units(st, price);
-        if (key == NULL)
+        PyObject *units = price_units(st, price);
+        if (units == NULL)
             return -1;
+        if (negate) {
+            key = PyNumber_Negative(units);
+            Py_DECREF(units);
+            if (key == NULL)
+                return -1;
+        }
+        else {
+            key = units;
+        }
         if (PyDict_GET_SIZE(cache) >= PRICE_CACHE_MAX)
             PyDict_Clear(cache);
         if (PyDict_SetItem(cache, price, key) < 0)
@@ -233,16 +243,15 @@ apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
     if (zero < 0)
         goto fail;
     if (!zero) {
-        /* `if sizes.get(key) is None: insort(order, ...); texts[key] = price` then
+        /* `if sizes.get(key) is None: insort(order, key); texts[key] = price` then
          * `sizes[key] = size`. A value of `sizes` is never None (it is a size text whose
          * strip("0.") was non-empty), so "is None" is "not in": one dict write tells. */
         Py_ssize_t before = PyDict_GET_SIZE(sizes);
         if (PyDict_SetItem(sizes, key, size) < 0)
             goto fail;
         if (PyDict_GET_SIZE(sizes) != before) {
-            okey = negate ? PyNumber_Negative(key) : (Py_INCREF(key), key);
-            Py_ssize_t i = okey == NULL ? -1 : bisect(order, okey, 1);
-            if (i < 0 || PyList_Insert(order, i, okey) < 0 || PyDict_SetItem(texts, key, price) < 0) {
+            Py_ssize_t i = bisect(order, key, 1);
+            if (i < 0 || PyList_Insert(order, i, key) < 0 || PyDict_SetItem(texts, key, price) < 0) {
                 /* leave the side as the Python loop would: no size without its order key */
                 PyObject *exc_type, *exc_value, *exc_tb;
                 PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
@@ -264,10 +273,7 @@ apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
         else {
             if (PyDict_DelItem(sizes, key) < 0 || PyDict_DelItem(texts, key) < 0)
                 goto fail;
-            okey = negate ? PyNumber_Negative(key) : (Py_INCREF(key), key);
-            if (okey == NULL)
-                goto fail;
-            Py_ssize_t i = bisect(order, okey, 0);
+            Py_ssize_t i = bisect(order, key, 0);
             if (i < 0)
                 goto fail;
             if (i >= PyList_GET_SIZE(order)) {
@@ -278,18 +284,16 @@ apply_level(levels_state *st, PyObject *price, PyObject *size, PyObject *sizes,
                 goto fail;
         }
     }
-    Py_XDECREF(okey);
     Py_DECREF(key);
     return inserted;
 fail:
-    Py_XDECREF(okey);
     Py_DECREF(key);
     return -1;
 }
 
-/* BookSide.trim: drop the worst levels beyond max_depth. */
+/* BookSide.trim: drop the worst levels beyond max_depth (keys are the dicts' own). */
 static int
-trim(PyObject *sizes, PyObject *texts, PyObject *order, int negate, Py_ssize_t max_depth)
+trim(PyObject *sizes, PyObject *texts, PyObject *order, Py_ssize_t max_depth)
 {
     Py_ssize_t excess = PyList_GET_SIZE(order) - max_depth;
     if (excess <= 0)
@@ -298,32 +302,24 @@ trim(PyObject *sizes, PyObject *texts, PyObject *order, int negate, Py_ssize_t m
     if (worst == NULL)
         return -1;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(worst); i++) {
-        PyObject *okey = PyList_GET_ITEM(worst, i);
-        PyObject *key = negate ? PyNumber_Negative(okey) : (Py_INCREF(okey), okey);
-        if (key == NULL)
-            goto fail;
-        int rc = PyDict_DelItem(sizes, key);
-        if (rc == 0)
-            rc = PyDict_DelItem(texts, key);
-        Py_DECREF(key);
-        if (rc < 0)
-            goto fail;
+        PyObject *key = PyList_GET_ITEM(worst, i);
+        if (PyDict_DelItem(sizes, key) < 0 || PyDict_DelItem(texts, key) < 0) {
+            Py_DECREF(worst);
+            return -1;
+        }
     }
     Py_DECREF(worst);
     return PyList_SetSlice(order, 0, excess, NULL);
-fail:
-    Py_DECREF(worst);
-    return -1;
 }
 
 PyDoc_STRVAR(apply_side_doc,
 "apply_side(levels, sizes, texts, order, negate, cache, max_depth) -> None\n"
 "\n"
 "Set each (price text, size text) level on one book side: a zero size deletes the\n"
-"level. ``sizes``/``texts`` map price units to size/price text, ``order`` is the\n"
-"ascending list of keys (``-units`` when ``negate``), ``cache`` maps price text to\n"
-"units. When a level was inserted and the side is deeper than ``max_depth``, the\n"
-"worst levels are dropped.");
+"level. The side's key of a price is its units, ``-units`` when ``negate`` (asks);\n"
+"``sizes``/``texts`` map keys to size/price text, ``order`` is the ascending list of\n"
+"keys, ``cache`` maps price text to key. When a level was inserted and the side is\n"
+"deeper than ``max_depth``, the worst levels are dropped.");
 
 static PyObject *
 apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -393,7 +389,7 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
     }
     if (inserted && PyList_GET_SIZE(order) > max_depth
-        && trim(sizes, texts, order, negate, max_depth) < 0)
+        && trim(sizes, texts, order, max_depth) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -414,31 +410,25 @@ typedef struct {
 } utf8_text;
 
 /* Owned (price text, size text) refs of one side into out[0..2n), looked up as
- * BookSide.text_levels does (texts[p] then sizes[p]); `keys` are the side's top `n` order
- * keys, best first (-units when `negate`). Returns how many refs were stored: fewer than
- * 2n with an exception set on error. */
+ * BookSide.text_levels does (texts[key] then sizes[key]); `keys` are the side's top `n`
+ * order keys, best first: the dicts' own key objects, so each lookup is an identity hit.
+ * Returns how many refs were stored: fewer than 2n with an exception set on error. */
 static Py_ssize_t
-side_texts(PyObject *sizes, PyObject *texts, PyObject *const *keys, Py_ssize_t n, int negate,
-           PyObject **out)
+side_texts(PyObject *sizes, PyObject *texts, PyObject *const *keys, Py_ssize_t n, PyObject **out)
 {
     Py_ssize_t stored = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *price = negate ? PyNumber_Negative(keys[i]) : (Py_INCREF(keys[i]), keys[i]);
-        if (price == NULL)
-            return stored;
         PyObject *dicts[2] = {texts, sizes};
         for (int d = 0; d < 2; d++) {
-            PyObject *value = PyDict_GetItemWithError(dicts[d], price);
+            PyObject *value = PyDict_GetItemWithError(dicts[d], keys[i]);
             if (value == NULL) {
                 if (!PyErr_Occurred())
-                    PyErr_SetObject(PyExc_KeyError, price);
-                Py_DECREF(price);
+                    PyErr_SetObject(PyExc_KeyError, keys[i]);
                 return stored;
             }
             Py_INCREF(value);
             out[stored++] = value;
         }
-        Py_DECREF(price);
     }
     return stored;
 }
@@ -558,10 +548,10 @@ okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(keys[nkeys]);
     }
     /* fields: the bid pairs, then the ask pairs */
-    nfields = side_texts(args[0], args[1], keys, nb, 0, fields);
+    nfields = side_texts(args[0], args[1], keys, nb, fields);
     if (nfields < 2 * nb)
         goto done;
-    nfields += side_texts(args[3], args[4], keys + nb, na, 1, fields + nfields);
+    nfields += side_texts(args[3], args[4], keys + nb, na, fields + nfields);
     if (nfields < nf)
         goto done;
     /* the join's order: bid, ask, bid, ask, ..., then the deeper side's remaining levels */
@@ -1058,6 +1048,9 @@ levels_exec(PyObject *module)
         return -1;
     st->texts_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &texts_type_spec, NULL);
     if (st->texts_type == NULL || PyModule_AddType(module, st->texts_type) < 0)
+        return -1;
+    /* the sides' dicts are keyed by the signed key (-units on the ask side): 1 since then */
+    if (PyModule_AddIntConstant(module, "SIGNED_KEYS", 1) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "PRICE_CACHE_MAX", PRICE_CACHE_MAX);
 }

@@ -4,7 +4,9 @@ Measured choice (see docs/benchmarks.md): a dict keyed by exact scaled-integer
 price gives O(1) level updates; a parallel ``list`` of keys kept sorted with
 ``bisect`` keeps the best level at the end, so best bid/ask is an O(1) index and
 inserts/deletes near the top of the book (where almost all activity is) move
-few elements. Asks are stored negated so both lists share one ordering rule.
+few elements. An ask's key is its negated price, so both lists share one ordering
+rule; the ask side's dicts and price cache use that same key, so nothing on the hot
+path negates a price and a lookup with a key from ``order`` finds the very object.
 
 Sizes stay as the venue's text: converting them costs as much as the rest of an
 update and is only needed when the book is walked, which happens rarely. Price
@@ -48,7 +50,9 @@ def _load_c_ext() -> tuple[ModuleType | None, str]:
             exc,
         )
         return None, f"python (extension not built: {exc})"
-    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX or not hasattr(_levels, "htx_levels"):
+    if _levels.PRICE_CACHE_MAX != _PRICE_CACHE_MAX or getattr(_levels, "SIGNED_KEYS", 0) != 1 or not hasattr(
+        _levels, "okx_levels"
+    ):
         log.warning("arbwire._levels is a stale build: using the pure-Python book level loop")
         return None, "python (stale extension build)"
     return _levels, "c"
@@ -62,13 +66,17 @@ _c_apply_side: Callable[..., None] | None = C_EXTENSION.apply_side if C_EXTENSIO
 class BookSide:
     """One side of a book. ``sign`` is +1 for bids and -1 for asks."""
 
-    __slots__ = ("sizes", "texts", "order", "sign")
+    __slots__ = ("sizes", "texts", "order", "sign", "cache")
 
     def __init__(self, sign: int) -> None:
-        self.sizes: dict[int, str] = {}  # price units -> size text
-        self.texts: dict[int, str] = {}  # price units -> price text as received
-        self.order: list[int] = []  # sign * price, ascending: best level last
+        # a level's key is sign * price units (asks negated), the same object everywhere
+        self.sizes: dict[int, str] = {}  # key -> size text
+        self.texts: dict[int, str] = {}  # key -> price text as received
+        self.order: list[int] = []  # keys, ascending: best level last
         self.sign = sign
+        # Price text -> key. Prices repeat heavily (4k distinct in 107k levels of the real
+        # ETHUSDT capture), so this skips most conversions; bounded.
+        self.cache: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.order)
@@ -87,39 +95,34 @@ class BookSide:
         """(price units, size text), best first."""
         sign, sizes = self.sign, self.sizes
         for key in reversed(self.order):
-            price = key * sign
-            yield price, sizes[price]
+            yield key * sign, sizes[key]
 
     def text_levels(self, depth: int) -> list[tuple[str, str]]:
         """Top ``depth`` levels as the venue's own (price text, size text)."""
-        sign, sizes, texts, order = self.sign, self.sizes, self.texts, self.order
+        sizes, texts, order = self.sizes, self.texts, self.order
         top = order[-depth:] if depth < len(order) else order
-        prices = [key * sign for key in reversed(top)] if sign < 0 else top[::-1]
-        return [(texts[p], sizes[p]) for p in prices]
+        return [(texts[key], sizes[key]) for key in reversed(top)]
 
     def trim(self, max_depth: int) -> None:
         """Drop the worst levels beyond ``max_depth`` (bounded memory)."""
         excess = len(self.order) - max_depth
         if excess > 0:
-            sign, sizes, texts = self.sign, self.sizes, self.texts
+            sizes, texts = self.sizes, self.texts
             for key in self.order[:excess]:
-                del sizes[key * sign]
-                del texts[key * sign]
+                del sizes[key]
+                del texts[key]
             del self.order[:excess]
 
 
 class L2Book:
     """Price levels of one venue+symbol. Knows nothing of sequence ids (see sync.py)."""
 
-    __slots__ = ("bids", "asks", "max_depth", "_cache")
+    __slots__ = ("bids", "asks", "max_depth")
 
     def __init__(self, max_depth: int = 5000) -> None:
         self.bids = BookSide(1)
         self.asks = BookSide(-1)
         self.max_depth = max_depth
-        # Price text -> units. Prices repeat heavily (4k distinct in 107k levels of
-        # the real ETHUSDT capture), so this skips most conversions; bounded.
-        self._cache: dict[str, int] = {}
 
     def clear(self) -> None:
         self.bids.clear()
@@ -159,41 +162,32 @@ class L2Book:
         # same loop as _apply_side, in C, on the same objects (arbwire/_levels.c)
         if bids:
             side = self.bids
-            _c_apply_side(bids, side.sizes, side.texts, side.order, False, self._cache, self.max_depth)  # type: ignore[misc]
+            _c_apply_side(bids, side.sizes, side.texts, side.order, False, side.cache, self.max_depth)  # type: ignore[misc]
         if asks:
             side = self.asks
-            _c_apply_side(asks, side.sizes, side.texts, side.order, True, self._cache, self.max_depth)  # type: ignore[misc]
+            _c_apply_side(asks, side.sizes, side.texts, side.order, True, side.cache, self.max_depth)  # type: ignore[misc]
 
     apply = _apply_c if _c_apply_side is not None else _apply_py
 
     def _apply_side(self, side: BookSide, levels: Iterable[tuple[str, str]]) -> None:
-        cache = self._cache
+        cache = side.cache
         sizes, texts, order = side.sizes, side.texts, side.order
-        negate = side.sign < 0
         inserted = False
         for price, size in levels:
             key = cache.get(price)
             if key is None:
-                key = self._convert(price)
+                key = _convert(cache, price, side.sign)
             if size.strip("0."):
                 if sizes.get(key) is None:
-                    insort(order, -key if negate else key)
+                    insort(order, key)
                     texts[key] = price
                     inserted = True
                 sizes[key] = size
             elif sizes.pop(key, None) is not None:
                 del texts[key]
-                del order[bisect_left(order, -key if negate else key)]
+                del order[bisect_left(order, key)]
         if inserted and len(order) > self.max_depth:
             side.trim(self.max_depth)
-
-    def _convert(self, price: str) -> int:
-        cache = self._cache
-        key = to_units(price)
-        if len(cache) >= _PRICE_CACHE_MAX:
-            cache.clear()
-        cache[price] = key
-        return key
 
     def best_bid(self) -> int | None:
         order = self.bids.order
@@ -213,6 +207,14 @@ class L2Book:
         bid = self.bids.text_levels(1)
         ask = self.asks.text_levels(1)
         return (bid[0] if bid else None, ask[0] if ask else None)
+
+
+def _convert(cache: dict[str, int], price: str, sign: int) -> int:
+    key = to_units(price) * sign
+    if len(cache) >= _PRICE_CACHE_MAX:
+        cache.clear()
+    cache[price] = key
+    return key
 
 
 class PyL2Book(L2Book):
