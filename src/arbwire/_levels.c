@@ -602,37 +602,64 @@ skip_ws(const char *p, const char *end)
     return p;
 }
 
-/* Append the level (pair[0], pair[1]) to `out` as a tuple, stealing both references:
- * 0, or -1 with an exception set. */
-static int
-append_pair(PyObject *out, PyObject *pair[2])
-{
-    PyObject *level = PyTuple_New(2);
-    if (level == NULL) {
-        Py_DECREF(pair[0]);
-        Py_DECREF(pair[1]);
-        return -1;
-    }
-    PyTuple_SET_ITEM(level, 0, pair[0]);
-    PyTuple_SET_ITEM(level, 1, pair[1]);
-    int failed = PyList_Append(out, level);
-    Py_DECREF(level);
-    return failed;
-}
+/* Reads one level at *pp (its '['): 1 with the pair held and *pp at the level's ']',
+ * 0 when unsure, -1 on error; nothing held unless 1. */
+typedef int (*read_level)(const char **pp, const char *end, PyObject *pair[2], void *arg);
 
-/* After a level's closing ']' at *pp: 1 when another level follows (*pp then at its '['),
- * 0 when the array closes and nothing but whitespace follows, -1 for anything else. */
-static int
-next_level(const char **pp, const char *end)
+/* The level array both venues send, [level,level,...] with JSON whitespace between
+ * tokens, each level read by `read`: the list of (price, size) tuples, None when unsure
+ * of anything (the caller's reference path decides), NULL with an exception on error. */
+static PyObject *
+scan_levels(const char *p, const char *end, read_level read, void *arg)
 {
-    const char *p = skip_ws(*pp + 1, end);
-    if (p < end && *p == ',') {
-        *pp = skip_ws(p + 1, end);
-        return 1;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '[')
+        goto unsure;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        if (skip_ws(p + 1, end) != end)
+            goto unsure;
+        return out;
     }
-    if (p < end && *p == ']' && skip_ws(p + 1, end) == end)
-        return 0;
-    return -1;
+    for (;;) {
+        if (p >= end || *p != '[')
+            goto unsure;
+        PyObject *pair[2];
+        int rc = read(&p, end, pair, arg);
+        if (rc == 0)
+            goto unsure;
+        PyObject *level = rc < 0 ? NULL : PyTuple_New(2);
+        if (level == NULL) {
+            if (rc > 0) {
+                Py_DECREF(pair[0]);
+                Py_DECREF(pair[1]);
+            }
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(level, 0, pair[0]);
+        PyTuple_SET_ITEM(level, 1, pair[1]);
+        int failed = PyList_Append(out, level);
+        Py_DECREF(level);
+        if (failed) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        p = skip_ws(p + 1, end); /* past ']' */
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']' && skip_ws(p + 1, end) == end)
+            return out;
+        goto unsure;
+    }
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
 }
 
 /* End of the JSON number literal at p, or NULL when it is not one; *plain says whether it
@@ -698,6 +725,35 @@ literal_text(const char *p, const char *q, int plain, PyObject *texts, int *fall
     return text;
 }
 
+/* One HTX level at *pp ('['): [number,number] into pair. 1 with *pp at its ']', 0 when
+ * unsure (nothing held), -1 on error (exception set, nothing held). */
+static int
+htx_level(const char **pp, const char *end, PyObject *pair[2], void *texts)
+{
+    const char *p = *pp;
+    int fallback = 0;
+    for (int k = 0; k < 2; k++) {
+        p = skip_ws(p + 1, end); /* past '[' or ',' */
+        int plain;
+        const char *q = number_end(p, end, &plain);
+        pair[k] = q == NULL ? NULL : literal_text(p, q, plain, (PyObject *)texts, &fallback);
+        if (pair[k] == NULL) {
+            if (k)
+                Py_DECREF(pair[0]);
+            return q == NULL || fallback ? 0 : -1;
+        }
+        p = skip_ws(q, end);
+        if (p >= end || *p != (k ? ']' : ',')) {
+            Py_DECREF(pair[k]);
+            if (k)
+                Py_DECREF(pair[0]);
+            return 0;
+        }
+    }
+    *pp = p;
+    return 1;
+}
+
 static PyObject *
 htx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -705,66 +761,8 @@ htx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "htx_levels(data: bytes, texts: dict)");
         return NULL;
     }
-    const char *p = PyBytes_AS_STRING(args[0]), *end = p + PyBytes_GET_SIZE(args[0]);
-    PyObject *texts = args[1];
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    int fallback = 0;
-    p = skip_ws(p, end);
-    if (p >= end || *p != '[')
-        goto unsure;
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == ']') {
-        p = skip_ws(p + 1, end);
-        if (p != end)
-            goto unsure;
-        return out;
-    }
-    for (;;) {
-        if (p >= end || *p != '[')
-            goto unsure;
-        PyObject *pair[2];
-        for (int k = 0; k < 2; k++) {
-            p = skip_ws(p + 1, end); /* past '[' or ',' */
-            int plain;
-            const char *q = number_end(p, end, &plain);
-            if (q == NULL) {
-                if (k)
-                    Py_DECREF(pair[0]);
-                goto unsure;
-            }
-            pair[k] = literal_text(p, q, plain, texts, &fallback);
-            if (pair[k] == NULL) {
-                if (k)
-                    Py_DECREF(pair[0]);
-                if (fallback)
-                    goto unsure;
-                Py_DECREF(out);
-                return NULL;
-            }
-            p = skip_ws(q, end);
-            if (p >= end || *p != (k ? ']' : ',')) {
-                Py_DECREF(pair[k]);
-                if (k)
-                    Py_DECREF(pair[0]);
-                goto unsure;
-            }
-        }
-        if (append_pair(out, pair) < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        int more = next_level(&p, end);
-        if (more > 0)
-            continue;
-        if (more == 0)
-            return out;
-        goto unsure;
-    }
-unsure:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
+    const char *p = PyBytes_AS_STRING(args[0]);
+    return scan_levels(p, p + PyBytes_GET_SIZE(args[0]), htx_level, args[1]);
 }
 
 static const char htx_levels_doc[] =
@@ -915,65 +913,36 @@ plain_string_end(const char *p, const char *end)
     return NULL;
 }
 
-static PyObject *
-okx_levels_scan(const char *p, const char *end, Texts *cache)
+/* One OKX level at *pp ('['): two or more plain strings, the first two into pair. 1 with
+ * *pp at its ']', 0 when unsure, -1 on error; nothing held unless 1. */
+static int
+okx_level(const char **pp, const char *end, PyObject *pair[2], void *cache)
 {
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    p = skip_ws(p, end);
-    if (p >= end || *p != '[')
-        goto unsure;
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == ']') {
-        if (skip_ws(p + 1, end) != end)
-            goto unsure;
-        return out;
-    }
+    const char *p = *pp;
+    pair[0] = pair[1] = NULL;
+    int k = 0;
     for (;;) {
-        if (p >= end || *p != '[')
-            goto unsure;
-        PyObject *pair[2] = {NULL, NULL};
-        int k = 0;
-        for (;;) { /* the strings of one level */
-            p = skip_ws(p + 1, end); /* past '[' or ',' */
-            const char *q = plain_string_end(p, end);
-            if (q == NULL)
-                goto unsure_pair;
-            if (k < 2) {
-                pair[k] = cached_text(cache, p + 1, q - p - 2);
-                if (pair[k] == NULL) {
-                    Py_XDECREF(pair[0]);
-                    Py_DECREF(out);
-                    return NULL;
-                }
-            }
-            k++;
-            p = skip_ws(q, end);
-            if (p < end && *p == ',')
-                continue;
-            if (p < end && *p == ']' && k >= 2)
-                break;
-            goto unsure_pair;
+        p = skip_ws(p + 1, end); /* past '[' or ',' */
+        const char *q = plain_string_end(p, end);
+        if (q == NULL)
+            break;
+        if (k < 2 && (pair[k] = cached_text((Texts *)cache, p + 1, q - p - 2)) == NULL) {
+            Py_XDECREF(pair[0]);
+            return -1;
         }
-        if (append_pair(out, pair) < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
-        int more = next_level(&p, end);
-        if (more > 0)
+        k++;
+        p = skip_ws(q, end);
+        if (p < end && *p == ',')
             continue;
-        if (more == 0)
-            return out;
-        goto unsure;
-    unsure_pair:
-        Py_XDECREF(pair[0]);
-        Py_XDECREF(pair[1]);
-        goto unsure;
+        if (p < end && *p == ']' && k >= 2) {
+            *pp = p;
+            return 1;
+        }
+        break;
     }
-unsure:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
+    Py_XDECREF(pair[0]);
+    Py_XDECREF(pair[1]);
+    return 0;
 }
 
 static PyObject *
@@ -984,14 +953,15 @@ okx_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "okx_levels(data: bytes-like, texts: Texts)");
         return NULL;
     }
-    if (PyBytes_CheckExact(args[0]))
-        return okx_levels_scan(PyBytes_AS_STRING(args[0]),
-                               PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0]), (Texts *)args[1]);
+    if (PyBytes_CheckExact(args[0])) {
+        const char *p = PyBytes_AS_STRING(args[0]);
+        return scan_levels(p, p + PyBytes_GET_SIZE(args[0]), okx_level, args[1]);
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const char *p = (const char *)view.buf;
-    PyObject *result = okx_levels_scan(p, p + view.len, (Texts *)args[1]);
+    PyObject *result = scan_levels(p, p + view.len, okx_level, args[1]);
     PyBuffer_Release(&view);
     return result;
 }
