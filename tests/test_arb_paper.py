@@ -127,6 +127,17 @@ def test_pending_queue_kept_in_due_order():
     assert opp.event is OpportunityEvent.OPENED
 
 
+def test_a_full_queue_turns_new_opportunities_into_misses_and_memory_stays_bounded():
+    paper = PaperTrader(FeeSchedule(), latency_us=10, max_pending=2, keep_fills=3)
+    _, b, det, _ = setup()
+    (opp,) = det.check(b, T0 + 50)
+    assert paper.on_opportunity(opp) is None and paper.on_opportunity(opp) is None
+    missed = [paper.on_opportunity(opp) for _ in range(5)]
+    assert all(f is not None and f.status == "missed" and f.reason == "paper queue full" for f in missed)
+    assert len(paper.pending) == 2 and len(paper.fills) == 3  # only the latest fills are kept
+    assert paper.summary()["misses"] == {"paper queue full": 5} and paper.missed == 5
+
+
 def test_paper_on_real_book(real_data):
     for rec in read_cryptofeed(real_data / "cryptofeed" / "BINANCE.http.0.0"):
         if "symbol=RUNEEUR&" in rec.url:

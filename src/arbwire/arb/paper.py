@@ -80,12 +80,15 @@ class PaperTrader:
         min_net_bps: float | None = None,
         on_fill: Callable[[Fill], None] | None = None,
         keep_fills: int | None = None,
+        max_pending: int = 100_000,
     ) -> None:
         self.fees = fees if fees is not None else FeeSchedule()
         self.latency_ns = int(latency_us * 1000)
         self.min_net_bps = min_net_bps
         self.on_fill = on_fill
         self.pending: list[tuple[int, Opportunity]] = []  # (due ns, opportunity), due order
+        # bounded memory whoever drives it: past this many waiting, a new one is a miss
+        self.max_pending = max_pending
         # the latest fills (all of them when keep_fills is None); the totals below count every one
         self.fills: deque[Fill] = deque(maxlen=keep_fills)
         self.pnl: dict[str, int] = {}  # quote asset -> units**2
@@ -104,7 +107,8 @@ class PaperTrader:
         """Feed every detector event; acts on OPENED only.
 
         With no latency it fills at the detected prices and returns the fill;
-        otherwise it queues the opportunity until ``recv_ns + latency`` and returns None.
+        otherwise it queues the opportunity until ``recv_ns + latency`` and returns None
+        (or, with ``max_pending`` already waiting, returns it as a miss).
         """
         if opp.event is not OpportunityEvent.OPENED:
             return None
@@ -112,6 +116,8 @@ class PaperTrader:
             return self.fill_detected(opp)
         due = opp.recv_ns + self.latency_ns
         pending = self.pending
+        if len(pending) >= self.max_pending:
+            return self._miss(opp, "paper queue full", opp.recv_ns)
         if pending and pending[-1][0] > due:  # out of order: keep the queue sorted
             pending.append((due, opp))
             pending.sort(key=lambda item: item[0])
