@@ -100,26 +100,31 @@ def test_run_ends_with_the_summary_and_prints_each_opportunity_when_piped(tmp_pa
         sim.wait(timeout=10)
 
 
-def test_run_on_a_terminal_shows_the_live_board_with_the_logs_above_it(tmp_path):
-    """A real pseudo-terminal: rich sees a terminal, draws the board and routes logs through it."""
+def _on_terminal(argv: list[str], interrupt_after_s: float | None = None) -> tuple[int, str]:
+    """Run ``arbwire ARGV`` on a real pseudo-terminal (its own session, so Ctrl-C reaches
+    its whole process group as a terminal's would); its exit code and everything it drew."""
     import os
     import pty
     import select
+    import signal
     import time
 
-    sim, config = _sim_config(tmp_path)
     controller, terminal = pty.openpty()
     try:
         env = {**os.environ, "COLUMNS": "200", "LINES": "60", "TERM": "xterm-256color"}
         env.pop("NO_COLOR", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "arbwire.cli", "run", "--config", str(config), "--duration", "4"],
-            stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True,
+            [sys.executable, "-m", "arbwire.cli", *argv],
+            stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True, start_new_session=True,
         )
         os.close(terminal)
         chunks = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        interrupted = False
+        while time.monotonic() < started + 60:
+            if interrupt_after_s is not None and not interrupted and time.monotonic() > started + interrupt_after_s:
+                os.killpg(proc.pid, signal.SIGINT)
+                interrupted = True
             ready, _, _ = select.select([controller], [], [], 0.5)
             if ready:
                 try:
@@ -131,16 +136,39 @@ def test_run_on_a_terminal_shows_the_live_board_with_the_logs_above_it(tmp_path)
                 chunks.append(data)
             elif proc.poll() is not None:
                 break
-        assert proc.wait(timeout=30) == 0
-        screen = b"".join(chunks).decode("utf-8", "replace")
+        return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(controller)
+
+
+def test_run_on_a_terminal_shows_the_live_board_with_the_logs_above_it(tmp_path):
+    """A real pseudo-terminal: rich sees a terminal, the board is drawn and logs print above it."""
+    sim, config = _sim_config(tmp_path)
+    try:
+        code, screen = _on_terminal(["run", "--config", str(config), "--duration", "4"])
+        assert code == 0
         assert screen.count("arbwire ") >= 3  # the board's head line, redrawn as the run goes
         assert "opportunities (latest)" in screen and "summary after" in screen
         assert "book SYNCED" in screen  # log lines go through the console, above the board
         assert "\x1b[" in screen  # drawn with terminal control sequences, not as plain lines
         assert "\nopened " not in screen  # no bare opportunity lines: the board shows them
     finally:
-        with contextlib.suppress(OSError):
-            os.close(controller)
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def test_ctrl_c_on_a_terminal_ends_the_run_with_its_summary(tmp_path):
+    """Ctrl-C reaches the engine and the board's process alike: the board stops, the summary
+    prints, nothing dies with a traceback."""
+    sim, config = _sim_config(tmp_path)
+    try:
+        code, screen = _on_terminal(["run", "--config", str(config)], interrupt_after_s=4)
+        assert code == 0
+        assert "opportunities (latest)" in screen  # the board was up
+        assert "summary after" in screen and "paper (1000 µs)" in screen
+        assert "Traceback" not in screen and "KeyboardInterrupt" not in screen
+    finally:
         sim.terminate()
         sim.wait(timeout=10)
 
