@@ -88,6 +88,8 @@ def test_run_ends_with_the_summary_and_prints_each_opportunity_when_piped(tmp_pa
         assert "summary after" in proc.stdout and "last opportunity events" in proc.stdout
         opened = [line for line in proc.stdout.splitlines() if line.startswith("opened ")]
         assert opened and " buy " in opened[0] and "net " in opened[0]
+        fills = [line for line in proc.stdout.splitlines() if line.startswith("paper ")]
+        assert fills and " pnl " in fills[0] and " after " in fills[0]  # each paper trade, a line
         assert "book SYNCED" in proc.stderr  # logs stay on stderr
         proc = _arbwire("run", "--config", str(config), "--duration", "3", "--json", timeout=60)
         assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,8 @@
 what a trader sees does not depend on where the frames come from. On a terminal the
 board (per-venue figures, books, latency, opportunities, paper trades, alerts) redraws
 four times a second, drawn by a child process (``arbwire.board``), and log lines print
-above it; piped to a file, each opportunity event is one line on stdout instead.
+above it; piped to a file, each opportunity event and each paper trade is one line on
+stdout instead.
 ``--json`` keeps stdout for the summary alone.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from arbwire.arb.paper import Fill
 from arbwire.board import BoardLogHandler, BoardProcess
 from arbwire.console import fills_table, opportunity_table, paper_line, venue_table
 from arbwire.engine import Engine
@@ -49,9 +51,22 @@ def opportunity_line(event: Opportunity) -> str:
     )
 
 
+def fill_line(fill: Fill) -> str:
+    return (
+        f"paper    {fill.status} {fill.symbol} buy {fill.buy_venue}@{fill.buy_price} "
+        f"sell {fill.sell_venue}@{fill.sell_price} size {fill.size} of {fill.wanted} "
+        f"pnl {fill.pnl} expected {fill.expected} after {fill.latency_ns / 1e6:.1f} ms"
+        + (f" ({fill.reason})" if fill.reason else "")
+    )
+
+
 def _print_opportunity(event: Any) -> None:
     if isinstance(event, Opportunity):
         print(opportunity_line(event), flush=True)
+
+
+def _print_fill(fill: Fill) -> None:
+    print(fill_line(fill), flush=True)
 
 
 @contextlib.contextmanager
@@ -86,6 +101,8 @@ async def watch(
     show_board = not as_json and console.is_terminal
     if opportunity_lines and not show_board and not as_json:
         engine.listeners.append(_print_opportunity)
+        if engine.paper is not None and engine.paper.on_fill is None:
+            engine.paper.on_fill = _print_fill
     monitor = Monitor(engine, metrics_port=metrics_port)  # alerts and actions; /metrics if a port is given
     started = time.monotonic()
     task = asyncio.create_task(engine.run())
