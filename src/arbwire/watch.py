@@ -5,8 +5,7 @@ what a trader sees does not depend on where the frames come from. On a terminal 
 board (per-venue figures, books, latency, opportunities, paper trades, alerts) redraws
 four times a second, drawn by a child process (``arbwire.board``), and log lines print
 above it; piped to a file, each opportunity event and each paper trade is one line on
-stdout instead.
-``--json`` keeps stdout for the summary alone.
+stdout instead. ``--json`` keeps stdout for the summary alone.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from rich.console import Console
 
 from arbwire.arb.paper import Fill
@@ -93,8 +93,8 @@ async def watch(
     """Run ``engine`` with its monitor until ``duration_s`` passes, SIGINT/SIGTERM, or the
     engine fails (its exception is raised), then print and return the summary.
 
-    ``opportunity_lines``: print each opportunity event as a line on stdout when there is
-    no board to show it (not a terminal, not ``as_json``).
+    ``opportunity_lines``: print each opportunity event and each paper trade as a line on
+    stdout when there is no board to show them (not a terminal, not ``as_json``).
     """
     if console is None:
         console = make_console(as_json)
@@ -147,9 +147,7 @@ async def watch(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     summary["duration_s"] = round(time.monotonic() - started, 2)
-    summary["opportunity_events"] = [
-        {f: getattr(o, f) for f in o.__struct_fields__} for o in list(engine.opportunities)[-50:]
-    ]
+    summary["opportunity_events"] = [msgspec.structs.asdict(o) for o in list(engine.opportunities)[-50:]]
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str, indent=2) + "\n")
     else:

@@ -312,17 +312,11 @@ def _quote_row(q: Quote) -> dict[str, Any]:
 
 
 def _fill_row(f: Fill) -> dict[str, Any]:
-    row: dict[str, Any] = {"type": "fill"}
-    row.update({k: getattr(f, k) for k in f.__struct_fields__})
-    row["latency_ns"] = f.latency_ns
-    return row
+    return {"type": "fill", **msgspec.structs.asdict(f), "latency_ns": f.latency_ns}
 
 
 def _opportunity_row(o: Opportunity) -> dict[str, Any]:
-    row: dict[str, Any] = {"type": "opportunity"}
-    row.update({f: getattr(o, f) for f in o.__struct_fields__})
-    row["event"] = o.event.value
-    return row
+    return {"type": "opportunity", **msgspec.structs.asdict(o), "event": o.event.value}
 
 
 class Stream:

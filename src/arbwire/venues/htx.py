@@ -59,12 +59,12 @@ snapshot``), then each ``prevSeqNum`` must equal the last applied ``seqNum``
 (``seqNum`` itself is not contiguous). A ``rep`` with ``data: null`` or a
 ``req`` error is a failed snapshot: reported as a ``VenueError`` and retried with
 backoff. A ``429 too many request`` answer is the session's own pacing falling short
-(the gap HTX measures is between arrivals, and a send can leave late on a busy
-loop): it is retried the same way, logged rather than reported (a warning once the spacing is
-at its ceiling), and the
-spacing between ``req``s doubles (at most ``req_interval_max_s``), easing back to
-``req_interval_s`` by a tenth with every answered ``req``. ``depth``: every frame is a
-full book, emitted as a snapshot ``BookUpdate``; older or repeated ``version`` values are dropped.
+(the gap HTX measures is between arrivals, and a send can leave late on a busy loop):
+it is asked again, logged rather than reported (a warning once the spacing is at its
+ceiling), and the spacing between ``req``s doubles (at most ``req_interval_max_s``),
+easing back to ``req_interval_s`` by a tenth with every answered ``req``. ``depth``:
+every frame is a full book, emitted as a snapshot ``BookUpdate``; older or repeated
+``version`` values are dropped.
 
 Keepalive. The server sends ``{"ping": n}`` every 5 s and drops the link after
 two unanswered ones; the answer ``{"pong":n}`` (same integer, same text the

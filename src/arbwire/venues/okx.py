@@ -103,8 +103,8 @@ class _Frame(msgspec.Struct, gc=False):
 
 
 class _RestBook(msgspec.Struct):
-    asks: list[_Lvl]
-    bids: list[_Lvl]
+    asks: msgspec.Raw  # through ``_levels``, as the stream's
+    bids: msgspec.Raw
     ts: str = ""
     seqId: int | str | None = None
 
@@ -555,10 +555,11 @@ class OkxSession(VenueSession):
         try:
             seq = int(book.seqId)
             ts = int(book.ts) * MS if book.ts else 0
+            bids, asks = self._levels(book.bids), self._levels(book.asks)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"{where}: {exc}: {body[:200]!r}") from exc
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
-        bids: list[Level] = [(lv.px, lv.sz) for lv in book.bids]
-        asks: list[Level] = [(lv.px, lv.sz) for lv in book.asks]
         return BookUpdate(self.name, symbol, bids, asks, seq, seq, -1, True, None, ts, recv_ns)
 
     # -- venue clock -------------------------------------------------------------------------
