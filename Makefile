@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test run lint bench clean
 
-$(STAMP): pyproject.toml src/arbwire/_levels.c src/arbwire/_fold.c src/arbwire/_sbe.c
+$(STAMP): pyproject.toml src/arbwire/_book.c src/arbwire/_levels.c src/arbwire/_fold.c src/arbwire/_sbe.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -158,10 +158,7 @@ def run(passes: int) -> dict[str, Any]:
                 feed.on_book = lambda sync, u, check=detector.check: check(sync, u.recv_ns)
                 syncs = {s: BookSync("htx", s, feed.session.sequence_rule(s)) for s in symbols}
                 for s, sync in syncs.items():
-                    snap = feed.syncs[s]
-                    sync.on_update(BookUpdate("htx", s, snap.book.bids.text_levels(10_000),
-                                              snap.book.asks.text_levels(10_000), snap.last_id, snap.last_id,
-                                              -1, True, None, 0, recv_ns))
+                    sync.on_update(feed.syncs[s].as_snapshot())
             t0 = clock()
             actions = feed.on_frame(frame, recv_ns)
             elapsed = clock() - t0

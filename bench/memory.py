@@ -112,7 +112,7 @@ def run(messages: int, every: int) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "cpu_us_per_msg": round(cpu * 1e6 / max(1, sent), 3),
         "book": {"state": sync.state.name, "applied": sync.applied, "resyncs": sync.resyncs,
-                 "bid_levels": len(sync.book.bids.order), "ask_levels": len(sync.book.asks.order)},
+                 "bid_levels": len(sync.book.bids), "ask_levels": len(sync.book.asks)},
         "opportunities_kept": len(engine.opportunities),
         "opportunities_opened": engine.opened,
         "opportunities_closed": engine.closed,

@@ -91,7 +91,7 @@ def test_real_capture_levels_round_trip_exactly(Book: type[L2Book], real_data):
 
 
 def _state(book: L2Book) -> tuple:
-    return tuple((dict(s.sizes), dict(s.texts), list(s.order)) for s in (book.bids, book.asks))
+    return tuple((list(s.order), s.text_levels(len(s))) for s in (book.bids, book.asks))
 
 
 @pytest.mark.parametrize("Book", BOOKS)
@@ -119,4 +119,4 @@ def test_real_snapshot_applied_worst_first_equals_the_order_sent(real_data):
     fast, ref = L2Book(), L2Book()
     fast.apply_snapshot(bids, asks)
     ref.apply(bids, asks)
-    assert _state(fast) == _state(ref) and len(fast.bids.order) == len(bids) == 1000
+    assert _state(fast) == _state(ref) and len(fast.bids) == len(bids) == 1000

@@ -1,8 +1,8 @@
-"""The C level loop (arbwire._levels) against the pure-Python reference loop.
+"""The C book side (arbwire._book) against the pure-Python reference side.
 
-Both loops act on the same Python dicts and list, so "the same" means every
-structure of both books is equal after every update: sizes, texts, the sorted key
-lists and the price cache, and that bad input raises the same exception.
+"The same" means, after every update, the same keys in the same order and, for each,
+the same price text and size text, and that bad input raises the same exception
+having applied the same levels before it.
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from arbwire.venues.binance import BinanceSession
 needs_c = pytest.mark.skipif(CL2Book is None, reason=f"C level loop not loaded: {IMPLEMENTATION}")
 
 
-def state(book: L2Book) -> tuple:
-    return tuple((s.sizes, s.texts, s.order, s.cache) for s in (book.bids, book.asks))
-
-
 def assert_same(a: L2Book, b: L2Book) -> None:
     for sa, sb in ((a.bids, b.bids), (a.asks, b.asks)):
-        assert sa.order == sb.order
-        assert sa.sizes == sb.sizes
-        assert sa.texts == sb.texts
-        assert sa.cache == sb.cache
+        assert list(sa.order) == list(sb.order)
+        assert sa.text_levels(len(sa)) == sb.text_levels(len(sb))
+        assert list(sa.levels()) == list(sb.levels())
+        assert sa.best() == sb.best() and sa.sign == sb.sign
 
 
 def apply_both(a: L2Book, b: L2Book, bids, asks) -> None:  # type: ignore[no-untyped-def]
@@ -146,19 +142,37 @@ def test_input_shapes_identical(levels):
         apply_both(py, c, levels, levels)
 
 
-@needs_c
-def test_cache_bound_identical(monkeypatch):
-    """The price cache is cleared at the same size in both loops."""
-    py, c = PyL2Book(), CL2Book()  # type: ignore[misc]
+def test_python_price_cache_is_bounded():
+    """The reference side's price-text cache is cleared when full: bounded memory."""
+    book = PyL2Book()
     n = (1 << 16) + 10
     levels = [(f"{i}.5", "1") for i in range(n)]
-    apply_both(py, c, levels, levels)
-    assert len(c.bids.cache) == len(c.asks.cache) == 10
+    book.apply(levels, levels)
+    assert len(book.bids.cache) == len(book.asks.cache) == 10
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("price", "kept"),
+    [
+        ("1" * 21, True),
+        ("170141183460469231731.687303715884105727", True),  # 2**127 - 1 units: the largest key
+        ("170141183460469231731.687303715884105728", False),
+        ("1" * 22, False),
+        ("1e21", False),
+    ],
+)
+def test_prices_beyond_128_bit_keys_refused_alike(price, kept):
+    """A key is a signed 128-bit int in C: a price above ~1.7e20 is refused by both sides."""
+    py, c = PyL2Book(), CL2Book()  # type: ignore[misc]
+    apply_both(py, c, [(price, "1")], [(price, "1")])
+    assert bool(c) is bool(py) is kept
 
 
 @needs_c
 def test_no_reference_leaks():
-    """Repeated insert/delete and failing updates leave every refcount where it was."""
+    """Repeated insert/delete, trims, reads of keys and failing updates leave every
+    refcount where it was."""
     book = CL2Book(max_depth=3)  # type: ignore[misc]
     # objects of this test alone ("0" itself is a shared cached string)
     price, size, zero, bad = ("".join(x) for x in (("2683", ".81"), ("1", ".5"), ("0", ".00"), ("1", "e")))
@@ -169,44 +183,47 @@ def test_no_reference_leaks():
     for _ in range(3):  # warm up: cache entries, interned objects
         book.apply(worse, worse)
         book.apply(gone, gone)
-    counts = [sys.getrefcount(x) for x in (price, size, zero, bad, book.bids.cache[price], book.asks.cache[price])]
+    counts = [sys.getrefcount(x) for x in (price, size, zero, bad)]
     for _ in range(1000):
         book.apply([(price, size)], [(price, size)])
+        assert book.bids.order[-1] == book.bids.best() and book.top()[0] == (price, size)
         book.apply([(price, zero)], [(price, zero)])
         book.apply(worse, worse)
+        list(book.asks.levels())
         book.apply(gone, gone)
         with pytest.raises(ValueError):
             book.apply([(price, size), (bad, size)], [])
         book.apply([(price, zero)], [])
     assert not book
-    after = [sys.getrefcount(x) for x in (price, size, zero, bad, book.bids.cache[price], book.asks.cache[price])]
+    after = [sys.getrefcount(x) for x in (price, size, zero, bad)]
     assert after == counts
 
 
 def _implementation(env: dict[str, str], code: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "ARBWIRE_PURE_PYTHON"} | env
     return subprocess.run(
-        [sys.executable, "-c", code + "import arbwire.book as b; print(b.IMPLEMENTATION, b.L2Book.apply.__name__)"],
+        [sys.executable, "-c", code + "import arbwire.book as b; print(b.IMPLEMENTATION, b.L2Book.side_type.__name__)"],
         env=env, capture_output=True, text=True, check=True,
     )
 
 
 def test_env_var_forces_pure_python():
     out = _implementation({"ARBWIRE_PURE_PYTHON": "1"})
-    assert out.stdout.split()[-1] == "_apply_py" and out.stdout.startswith("python")
+    assert out.stdout.split()[-1] == "BookSide" and out.stdout.startswith("python")
     assert out.stderr == ""
 
 
 def test_default_is_c_when_built():
-    built = importlib.util.find_spec("arbwire._levels") is not None
+    built = all(importlib.util.find_spec(m) is not None for m in ("arbwire._book", "arbwire._levels"))
     out = _implementation({})
-    assert out.stdout.split() == (["c", "_apply_c"] if built else out.stdout.split())
+    assert out.stdout.split() == (["c", "CBookSide"] if built else out.stdout.split())
     if not built:
-        assert "C extension not available" in out.stderr
+        assert "C extensions not available" in out.stderr
 
 
-def test_missing_extension_falls_back_with_a_warning():
-    out = _implementation({}, "import sys; sys.modules['arbwire._levels'] = None; ")
-    assert out.stdout.split()[-1] == "_apply_py"
-    assert "arbwire._levels C extension not available" in out.stderr
+@pytest.mark.parametrize("module", ["arbwire._book", "arbwire._levels"])
+def test_missing_extension_falls_back_with_a_warning(module):
+    out = _implementation({}, f"import sys; sys.modules[{module!r}] = None; ")
+    assert out.stdout.split()[-1] == "BookSide"
+    assert "arbwire C extensions not available" in out.stderr
     assert out.stderr.count("not available") == 1

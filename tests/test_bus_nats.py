@@ -136,9 +136,7 @@ def books_equal(pubs: Publishers, det: BusDetector, venue: str, symbol: str) -> 
     if theirs is None or not (mine.synced and theirs.synced) or theirs.last_id != publisher.seq(venue, symbol):
         return None
     a, b = mine.book, theirs.book
-    return (a.bids.sizes, a.bids.texts, a.bids.order, a.asks.sizes, a.asks.texts, a.asks.order) == (
-        b.bids.sizes, b.bids.texts, b.bids.order, b.asks.sizes, b.asks.texts, b.asks.order,
-    )  # fmt: skip
+    return a.text_levels() == b.text_levels()
 
 
 wait_for = functools.partial(until, interval=0.01)

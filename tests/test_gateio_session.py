@@ -54,7 +54,7 @@ def _model(levels: dict[Decimal, str], updates) -> None:
 
 
 def _book_as_decimals(side) -> dict[Decimal, str]:
-    return {Decimal(side.texts[p]): size for p, size in side.sizes.items()}
+    return {Decimal(price): size for price, size in side.text_levels(len(side))}
 
 
 def _feed(session: GateioSession):

@@ -257,6 +257,15 @@ class BookSync:
         self.awaiting = requested
         self._set_state(_RESYNCING, reason, recv_ns)
 
+    def as_snapshot(self) -> BookUpdate:
+        """The book as it stands, as one snapshot update carrying ``last_id`` and the times
+        of the last update it holds: what republishing or recording a synced book needs."""
+        bids, asks = self.book.text_levels()
+        return BookUpdate(
+            self.venue, self.symbol, bids, asks, self.last_id, self.last_id, -1, True, None,
+            self.last_venue_ts_ns, self.last_recv_ns,
+        )  # fmt: skip
+
     def snapshot_failed(self) -> None:
         """The asked-for snapshot never came (HTTP error, timeout): the next diff asks again."""
         self.awaiting = False

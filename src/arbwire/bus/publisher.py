@@ -174,13 +174,7 @@ class BusPublisher(BoundedSink[Any], BusPeer):
 
     def _snapshot(self, book: _Book) -> BusBook:
         """The book as it stands, numbered with the ``seq`` of the last update it holds."""
-        sync = book.sync
-        bids, asks = sync.book.bids, sync.book.asks
-        upd = BookUpdate(
-            sync.venue, sync.symbol, bids.text_levels(len(bids)), asks.text_levels(len(asks)),
-            sync.last_id, sync.last_id, -1, True, None, sync.last_venue_ts_ns, sync.last_recv_ns,
-        )  # fmt: skip
-        return BusBook(epoch=self.epoch, seq=book.seq, update=upd, size_decimals=book.decimals)
+        return BusBook(epoch=self.epoch, seq=book.seq, update=book.sync.as_snapshot(), size_decimals=book.decimals)
 
     # -- fault hook (tests) -------------------------------------------------------------
     def drop_next(self, venue: str, symbol: str, count: int = 1) -> None:

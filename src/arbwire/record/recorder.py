@@ -176,14 +176,7 @@ class Recorder(BoundedSink[Any]):
 
         def on_book(sync: BookSync, upd: BookUpdate) -> None:
             if upd.is_snapshot:  # the whole book as synced: snapshot plus aligned diffs
-                book = sync.book
-                put(
-                    BookUpdate(
-                        sync.venue, sync.symbol, book.bids.text_levels(len(book.bids)),
-                        book.asks.text_levels(len(book.asks)), sync.last_id, sync.last_id, -1, True,
-                        None, upd.venue_ts_ns, upd.recv_ns,
-                    )
-                )
+                put(sync.as_snapshot())
             else:
                 put(upd)
             inner(sync, upd)
