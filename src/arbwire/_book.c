@@ -2,16 +2,16 @@
  *
  * The reference is arbwire.book.BookSide (a dict of size text and a dict of price text
  * per exact scaled-int key, plus the sorted key list); this type keeps the same state
- * in three parallel arrays sorted by key, best level last:
+ * in two parallel arrays sorted by key, best level last:
  *
  *   keys  the level's key as a 128-bit int: price units, negated on the ask side
- *   px    the price text as first received for that key (OKX checksums it)
- *   sz    the size text as last received
+ *   lv    the price text as first received for that key (OKX checksums it) and the
+ *         size text as last received
  *
- * and the key as a Python int, made only when someone asks for it (the detector asks
- * for the best key on every check). Finding a level is a binary search over 16-byte
- * keys that sit next to each other, where the dict version hashed, probed and compared
- * Python ints scattered over the heap; price text becomes a key by parsing it (plain
+ * and the best key as a Python int, made when first asked for (the detector asks on
+ * every check). Finding a level is a branch-free binary search over 16-byte keys that
+ * sit next to each other, where the dict version hashed, probed and compared Python
+ * ints scattered over the heap; price text becomes a key by parsing it (plain
  * ASCII "digits[.digits]" of up to 19 digits) or, for any other text, by
  * arbwire.numbers.to_units itself, so the key and every NumberError are the Python
  * ones by construction. A price whose units do not fit 127 bits (above ~1.7e20) is
@@ -40,15 +40,20 @@ typedef struct {
 static struct PyModuleDef book_module;
 
 typedef struct {
+    PyObject *px; /* price text */
+    PyObject *sz; /* size text */
+} level_t;
+
+typedef struct {
     PyObject_HEAD
     book_state *st;
     PyObject *module; /* keeps st alive */
     int sign;
     Py_ssize_t n, cap;
-    i128 *keys;
-    PyObject **px;
-    PyObject **sz;
-    PyObject **kobj; /* the key as a Python int, or NULL until asked for */
+    i128 *keys;  /* ascending: best level last */
+    level_t *lv; /* the texts of keys[i] */
+    PyObject *best_obj; /* keys[n - 1] as a Python int when best_key says so, else NULL */
+    i128 best_key;
 } Side;
 
 static inline book_state *
@@ -195,19 +200,22 @@ size_is_zero(book_state *st, PyObject *size)
 
 /* -- the arrays ---------------------------------------------------------------------------- */
 
-/* First index whose key is >= key. Levels change mostly near the best (the end). */
+/* First index whose key is >= key, without a branch per step: where a level lands is
+ * random to the branch predictor, and a mispredicted step costs more than the compare. */
 static inline Py_ssize_t
 lower_bound(const i128 *keys, Py_ssize_t n, i128 key)
 {
-    Py_ssize_t lo = 0, hi = n;
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (keys[mid] < key)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (n == 0)
+        return 0;
+    const i128 *base = keys;
+    Py_ssize_t len = n;
+    while (len > 1) {
+        Py_ssize_t half = len / 2;
+        /* arithmetic, not a conditional: compilers keep a branch for a 128-bit compare */
+        base += half & -(Py_ssize_t)(base[half - 1] < key);
+        len -= half;
     }
-    return lo;
+    return (base - keys) + (*base < key);
 }
 
 static int
@@ -222,19 +230,10 @@ side_reserve(Side *self, Py_ssize_t need)
     if (keys == NULL)
         goto fail;
     self->keys = keys;
-    PyObject **arrays[3] = {self->px, self->sz, self->kobj};
-    for (int a = 0; a < 3; a++) {
-        PyObject **grown = PyMem_Realloc(arrays[a], (size_t)cap * sizeof(PyObject *));
-        if (grown == NULL)
-            goto fail;
-        arrays[a] = grown;
-        if (a == 0)
-            self->px = grown;
-        else if (a == 1)
-            self->sz = grown;
-        else
-            self->kobj = grown;
-    }
+    level_t *lv = PyMem_Realloc(self->lv, (size_t)cap * sizeof(level_t));
+    if (lv == NULL)
+        goto fail;
+    self->lv = lv;
     self->cap = cap;
     return 0;
 fail:
@@ -249,33 +248,27 @@ side_remove(Side *self, Py_ssize_t i, Py_ssize_t count)
 {
     if (count <= 0)
         return;
-    PyObject *stack[48];
-    PyObject **gone = 3 * count <= 48 ? stack : PyMem_New(PyObject *, 3 * count);
-    Py_ssize_t ngone = 0;
+    level_t stack[16];
+    level_t *gone = count <= 16 ? stack : PyMem_New(level_t, count);
     if (gone != NULL) {
-        for (Py_ssize_t k = i; k < i + count; k++) {
-            gone[ngone++] = self->px[k];
-            gone[ngone++] = self->sz[k];
-            gone[ngone++] = self->kobj[k];
-        }
+        memcpy(gone, self->lv + i, (size_t)count * sizeof(level_t));
     }
     else {
-        /* no memory for the list: release in place (strings run no code on release) */
+        /* no memory for the copy: release in place (strings run no code on release) */
         for (Py_ssize_t k = i; k < i + count; k++) {
-            Py_CLEAR(self->px[k]);
-            Py_CLEAR(self->sz[k]);
-            Py_CLEAR(self->kobj[k]);
+            Py_CLEAR(self->lv[k].px);
+            Py_CLEAR(self->lv[k].sz);
         }
     }
     Py_ssize_t tail = self->n - i - count;
     memmove(self->keys + i, self->keys + i + count, (size_t)tail * sizeof(i128));
-    memmove(self->px + i, self->px + i + count, (size_t)tail * sizeof(PyObject *));
-    memmove(self->sz + i, self->sz + i + count, (size_t)tail * sizeof(PyObject *));
-    memmove(self->kobj + i, self->kobj + i + count, (size_t)tail * sizeof(PyObject *));
+    memmove(self->lv + i, self->lv + i + count, (size_t)tail * sizeof(level_t));
     self->n -= count;
     if (gone != NULL) {
-        for (Py_ssize_t k = 0; k < ngone; k++)
-            Py_XDECREF(gone[k]);
+        for (Py_ssize_t k = 0; k < count; k++) {
+            Py_XDECREF(gone[k].px);
+            Py_XDECREF(gone[k].sz);
+        }
         if (gone != stack)
             PyMem_Free(gone);
     }
@@ -307,22 +300,19 @@ side_set(Side *self, PyObject *price, PyObject *size)
     }
     if (found) {
         Py_INCREF(size);
-        Py_SETREF(self->sz[i], size);
+        Py_SETREF(self->lv[i].sz, size);
         return 0;
     }
     if (side_reserve(self, n + 1) < 0)
         return -1;
     Py_ssize_t tail = n - i;
     memmove(self->keys + i + 1, self->keys + i, (size_t)tail * sizeof(i128));
-    memmove(self->px + i + 1, self->px + i, (size_t)tail * sizeof(PyObject *));
-    memmove(self->sz + i + 1, self->sz + i, (size_t)tail * sizeof(PyObject *));
-    memmove(self->kobj + i + 1, self->kobj + i, (size_t)tail * sizeof(PyObject *));
+    memmove(self->lv + i + 1, self->lv + i, (size_t)tail * sizeof(level_t));
     self->keys[i] = key;
     Py_INCREF(price);
-    self->px[i] = price;
+    self->lv[i].px = price;
     Py_INCREF(size);
-    self->sz[i] = size;
-    self->kobj[i] = NULL;
+    self->lv[i].sz = size;
     self->n = n + 1;
     return 1;
 }
@@ -481,19 +471,22 @@ side_best(Side *self, PyObject *Py_UNUSED(ignored))
     return i128_to_long(self->sign < 0 ? -key : key);
 }
 
-/* New reference to the key of level i (the Python int, made once). */
+/* New reference to the key of level i; the best one is made once per best level. */
 static PyObject *
 key_object(Side *self, Py_ssize_t i)
 {
-    PyObject *k = self->kobj[i];
-    if (k == NULL) {
-        k = i128_to_long(self->keys[i]);
+    if (i != self->n - 1)
+        return i128_to_long(self->keys[i]);
+    i128 key = self->keys[i];
+    if (self->best_obj == NULL || self->best_key != key) {
+        PyObject *k = i128_to_long(key);
         if (k == NULL)
             return NULL;
-        self->kobj[i] = k;
+        Py_XSETREF(self->best_obj, k);
+        self->best_key = key;
     }
-    Py_INCREF(k);
-    return k;
+    Py_INCREF(self->best_obj);
+    return self->best_obj;
 }
 
 PyDoc_STRVAR(side_level_doc,
@@ -514,7 +507,7 @@ side_level(Side *self, PyObject *arg)
     PyObject *units = i128_to_long(self->sign < 0 ? -key : key);
     if (units == NULL)
         return NULL;
-    PyObject *out = PyTuple_Pack(2, units, self->sz[i]);
+    PyObject *out = PyTuple_Pack(2, units, self->lv[i].sz);
     Py_DECREF(units);
     return out;
 }
@@ -534,7 +527,7 @@ side_text_levels(Side *self, PyObject *arg)
         return NULL;
     for (Py_ssize_t r = 0; r < count; r++) {
         Py_ssize_t i = self->n - 1 - r;
-        PyObject *pair = PyTuple_Pack(2, self->px[i], self->sz[i]);
+        PyObject *pair = PyTuple_Pack(2, self->lv[i].px, self->lv[i].sz);
         if (pair == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -564,7 +557,7 @@ side_crosses(Side *self, PyObject *other)
 static PyObject *
 side_sizeof(Side *self, PyObject *Py_UNUSED(ignored))
 {
-    size_t per_level = sizeof(i128) + 3 * sizeof(PyObject *);
+    size_t per_level = sizeof(i128) + sizeof(level_t);
     return PyLong_FromSize_t((size_t)Py_TYPE(self)->tp_basicsize + (size_t)self->cap * per_level);
 }
 
@@ -627,9 +620,8 @@ side_dealloc(Side *self)
     PyTypeObject *tp = Py_TYPE(self);
     side_remove(self, 0, self->n);
     PyMem_Free(self->keys);
-    PyMem_Free(self->px);
-    PyMem_Free(self->sz);
-    PyMem_Free(self->kobj);
+    PyMem_Free(self->lv);
+    Py_XDECREF(self->best_obj);
     Py_XDECREF(self->module);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -733,7 +725,7 @@ okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (r >= (s ? na : nb))
                 continue;
             Py_ssize_t i = side->n - 1 - r;
-            PyObject *pair[2] = {side->px[i], side->sz[i]};
+            PyObject *pair[2] = {side->lv[i].px, side->lv[i].sz};
             for (int f = 0; f < 2; f++, k++) {
                 Py_ssize_t len;
                 const char *text = field_utf8(pair[f], k, &len);
