@@ -143,7 +143,7 @@ def report(result: dict[str, Any]) -> str:
         f"{result['burst']['cpu_us_per_msg']} CPU µs/msg; book loop: {result['burst'].get('book_loop')}; "
         f"load average at the end {result['load_avg_1m_at_end']}",
         f"{'client':28} {'rate msgs/s':>11} {'frames':>8} {'CPU µs/msg':>10}  {'depth p50':>9} {'p99':>8} "
-        f"{'p99.9':>8} {'max':>8}   {'all p50':>8} {'p99':>8}   {'own p50':>7} {'p99':>7}  sustainable",
+        f"{'p99.9':>8} {'max':>8}   {'all p50':>8} {'p99':>8}   {'own p50':>7} {'p99':>7} {'depth p99':>9}  sustainable",
     ]
 
     def row(r: dict[str, Any] | None, label: str = "") -> None:
@@ -156,10 +156,11 @@ def report(result: dict[str, Any]) -> str:
         d, a = r.get("latency_depth") or {}, r["latency_all"]
         if d.get("n"):
             depth = f"{d['p50_us']:9.1f} {d['p99_us']:8.1f} {d['p99.9_us']:8.1f} {d['max_us']:8.1f}"
-        else:  # the floor does not decode: no depth updates
+        else:
             depth = f"{'-':>9} {'-':>8} {'-':>8} {'-':>8}"
-        o = r.get("own_all") or {}
+        o, od = r.get("own_all") or {}, r.get("own_depth") or {}
         own = f"{o['p50_us']:7.1f} {o['p99_us']:7.1f}" if o.get("n") else f"{'-':>7} {'-':>7}"
+        own += f" {od['p99_us']:9.1f}" if od.get("n") else f" {'-':>9}"
         lines.append(
             f"{kind:28} {r['rate']:>11} {r['frames']:>8} {r['cpu_us_per_msg']:10.2f}  {depth}   "
             f"{a['p50_us']:8.1f} {a['p99_us']:8.1f}   {own}  {'yes' if r['sustainable'] else 'no'} {label}"
@@ -177,9 +178,9 @@ def report(result: dict[str, Any]) -> str:
         lines.append("max sustainable rate: not searched (--skip-max)")
     else:
         lines.append("max sustainable rate: none above the target rate found")
-    lines.append("latency in µs; depth = depth updates applied to a synced book (they reach the detector); "
-                 "own = arbwire's share: frame callback -> detector done; "
-                 "picows = a bare receive loop that only reads the stamp (the floor)")
+    lines.append("latency in µs; depth = depth updates applied to a synced book (they reach the detector; "
+                 "for picows the same depth frames); own = arbwire's share: frame callback -> detector done; "
+                 "picows = a bare receive loop that only reads the stamp and the stream name (the floor)")
     return "\n".join(lines)
 
 

@@ -135,12 +135,17 @@ class _Floor(WSListener):
         self.counter = counter
         self.tick = counter.tick
         self.lat = counter.lat_all.append if counter.stamped else None
+        self.lat_depth = counter.lat_depth.append
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if self.lat is not None:  # stamped: read the send time, nothing else
-                self.lat(time.time_ns() - int(frame.get_payload_as_bytes()[6:STAMP_END]))
+            if self.lat is not None:  # stamped: read the send time and the stream name, nothing else
+                payload = frame.get_payload_as_bytes()
+                lat = time.time_ns() - int(payload[6:STAMP_END])
+                self.lat(lat)
+                if b"@depth" in payload[STAMP_END:STAMP_END + 40]:  # the same frames as arbwire's depth
+                    self.lat_depth(lat)
             self.tick()
         elif kind is WSMsgType.CLOSE:
             transport.disconnect()

@@ -110,6 +110,35 @@ def test_arbitrary_text_identical(updates, depth):
         apply_both(py, c, bids, asks)
 
 
+# Sorted runs of distinct prices (how venues send each side, best first) take the C side's
+# one-pass merge from 8 levels on; anything else is set level by level.
+grid = st.integers(1, 400).map(lambda k: f"{k / 4:.2f}")
+sizes = st.sampled_from(["0", "0.000", "1", "2.5", "0.125", "7"])
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(grid, sizes), max_size=60, unique_by=lambda lv: lv[0]),
+            st.booleans(),  # which way the run is sorted
+            st.sampled_from([None, 0, 3, 9, 30]),  # where a refused price breaks the run
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+    st.integers(5, 500),
+)
+def test_sorted_runs_merge_like_the_reference(updates, depth):
+    py, c = PyL2Book(depth), CL2Book(depth)  # type: ignore[misc]
+    for levels, descending, bad_at in updates:
+        run = sorted(levels, key=lambda lv: float(lv[0]), reverse=descending)
+        if bad_at is not None and bad_at <= len(run):
+            run.insert(bad_at, ("1e", "1"))
+        apply_both(py, c, run, list(reversed(run)))
+
+
 @needs_c
 @pytest.mark.parametrize(
     "levels",

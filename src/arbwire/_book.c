@@ -274,17 +274,11 @@ side_remove(Side *self, Py_ssize_t i, Py_ssize_t count)
     }
 }
 
-/* One (price, size) level: 1 if a level was inserted, 0 if not, -1 on error. The steps and
- * their order are BookSide.apply's: key, zero test, then set, insert or delete. */
+/* One parsed level: 1 if a level was inserted, 0 if not, -1 on error (no memory). The
+ * steps are BookSide.apply's: set, insert or delete. */
 static int
-side_set(Side *self, PyObject *price, PyObject *size)
+side_set(Side *self, i128 key, PyObject *price, PyObject *size, int zero)
 {
-    i128 key;
-    if (price_key(self->st, price, self->sign, &key) < 0)
-        return -1;
-    int zero = size_is_zero(self->st, size);
-    if (zero < 0)
-        return -1;
     Py_ssize_t n = self->n;
     Py_ssize_t i;
     /* most changes are at or near the best level, the end */
@@ -315,6 +309,109 @@ side_set(Side *self, PyObject *price, PyObject *size)
     self->lv[i].sz = size;
     self->n = n + 1;
     return 1;
+}
+
+/* A level of an update, parsed: its key, its texts (owned) and whether it deletes. */
+typedef struct {
+    i128 key;
+    PyObject *px;
+    PyObject *sz;
+    int zero;
+} change_t;
+
+#define MERGE_MIN 8 /* fewer changes than this are set one by one */
+
+/* First index in [from, n) whose key is >= key, galloping up from `from`: the changes
+ * of one update come sorted, so the next one is usually a few levels further. */
+static inline Py_ssize_t
+gallop(const i128 *keys, Py_ssize_t from, Py_ssize_t n, i128 key)
+{
+    Py_ssize_t lo = from, step = 1;
+    while (from + step - 1 < n && keys[from + step - 1] < key) {
+        lo = from + step;
+        step <<= 1;
+    }
+    Py_ssize_t hi = Py_MIN(from + step - 1, n);
+    return lo + lower_bound(keys + lo, hi - lo, key);
+}
+
+/* Apply changes c[0..m), sorted by key (ascending when step is 1, descending when -1)
+ * and distinct, in one pass: the runs of untouched levels between changes are copied
+ * as blocks into a scratch buffer with the changes merged in, and written back once,
+ * where setting them one by one shifts every level above each insert or delete
+ * (a 600-level update into a 1100-level side moved megabytes). The same side as
+ * setting them one by one. 1 if a level was inserted, 0 if not, -1 on error (no
+ * memory; nothing changed). */
+static int
+side_merge(Side *self, const change_t *c, Py_ssize_t m, int step)
+{
+    Py_ssize_t n = self->n;
+    const change_t *first = step > 0 ? c : c + m - 1; /* the lowest key */
+    Py_ssize_t lo = lower_bound(self->keys, n, first->key);
+    Py_ssize_t room = (n - lo) + m;
+    if (side_reserve(self, n + m) < 0)
+        return -1;
+    i128 *out_keys = PyMem_New(i128, room);
+    level_t *out_lv = PyMem_New(level_t, room);
+    PyObject **gone = PyMem_New(PyObject *, 2 * m);
+    if (out_keys == NULL || out_lv == NULL || gone == NULL) {
+        PyMem_Free(out_keys);
+        PyMem_Free(out_lv);
+        PyMem_Free(gone);
+        PyErr_NoMemory();
+        return -1;
+    }
+    i128 *keys = self->keys;
+    level_t *lv = self->lv;
+    Py_ssize_t pos = lo, w = 0, ngone = 0;
+    int inserted = 0;
+    for (Py_ssize_t j = 0; j < m; j++) {
+        const change_t *ch = step > 0 ? c + j : c + m - 1 - j;
+        Py_ssize_t p = gallop(keys, pos, n, ch->key);
+        Py_ssize_t run = p - pos; /* untouched levels below this change */
+        memcpy(out_keys + w, keys + pos, (size_t)run * sizeof(i128));
+        memcpy(out_lv + w, lv + pos, (size_t)run * sizeof(level_t));
+        w += run;
+        if (p < n && keys[p] == ch->key) {
+            if (ch->zero) {
+                gone[ngone++] = lv[p].px;
+                gone[ngone++] = lv[p].sz;
+            }
+            else {
+                out_keys[w] = ch->key;
+                out_lv[w].px = lv[p].px;
+                Py_INCREF(ch->sz);
+                out_lv[w++].sz = ch->sz;
+                gone[ngone++] = lv[p].sz;
+            }
+            pos = p + 1;
+        }
+        else {
+            if (!ch->zero) {
+                out_keys[w] = ch->key;
+                Py_INCREF(ch->px);
+                Py_INCREF(ch->sz);
+                out_lv[w].px = ch->px;
+                out_lv[w++].sz = ch->sz;
+                inserted = 1;
+            }
+            pos = p;
+        }
+    }
+    /* levels above the last change keep their order: one shift, then the merged run */
+    Py_ssize_t tail = n - pos;
+    memmove(keys + lo + w, keys + pos, (size_t)tail * sizeof(i128));
+    memmove(lv + lo + w, lv + pos, (size_t)tail * sizeof(level_t));
+    memcpy(keys + lo, out_keys, (size_t)w * sizeof(i128));
+    memcpy(lv + lo, out_lv, (size_t)w * sizeof(level_t));
+    self->n = lo + w + tail;
+    PyMem_Free(out_keys);
+    PyMem_Free(out_lv);
+    /* references released once the side is whole again */
+    for (Py_ssize_t k = 0; k < ngone; k++)
+        Py_DECREF(gone[k]);
+    PyMem_Free(gone);
+    return inserted;
 }
 
 /* Unpack one level into new references *price, *size (like `for price, size in levels`). */
@@ -370,16 +467,19 @@ fail:
     return -1;
 }
 
+/* Parse one level into *ch (owning its texts): key first, then the zero test, as the
+ * reference does. -1 with an exception set, nothing held. */
 static int
-apply_item(Side *self, PyObject *item)
+parse_change(Side *self, PyObject *item, change_t *ch)
 {
-    PyObject *price, *size;
-    if (unpack_level(item, &price, &size) < 0)
+    if (unpack_level(item, &ch->px, &ch->sz) < 0)
         return -1;
-    int rc = side_set(self, price, size);
-    Py_DECREF(price);
-    Py_DECREF(size);
-    return rc;
+    if (price_key(self->st, ch->px, self->sign, &ch->key) < 0 || (ch->zero = size_is_zero(self->st, ch->sz)) < 0) {
+        Py_DECREF(ch->px);
+        Py_DECREF(ch->sz);
+        return -1;
+    }
+    return 0;
 }
 
 /* -- methods ------------------------------------------------------------------------------- */
@@ -390,6 +490,8 @@ PyDoc_STRVAR(side_apply_doc,
 "Set each (price text, size text) level: a zero size deletes the level. When a level\n"
 "was inserted and the side is deeper than ``max_depth``, the worst levels are dropped.");
 
+#define CHANGE_STACK 64
+
 static PyObject *
 side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -397,43 +499,98 @@ side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "apply expected 2 arguments, got %zd", nargs);
         return NULL;
     }
-    PyObject *levels = args[0];
     Py_ssize_t max_depth = PyLong_AsSsize_t(args[1]);
     if (max_depth == -1 && PyErr_Occurred())
         return NULL;
-    int inserted = 0;
+    /* the levels as a list or tuple: any other iterable is read to its end first, and an
+     * error while reading it is raised after the levels read before it are applied */
+    PyObject *levels = args[0], *seq;
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
     if (PyList_CheckExact(levels) || PyTuple_CheckExact(levels)) {
-        int is_list = PyList_CheckExact(levels);
-        for (Py_ssize_t i = 0;; i++) {
-            Py_ssize_t n = is_list ? PyList_GET_SIZE(levels) : PyTuple_GET_SIZE(levels);
-            if (i >= n)
-                break;
-            PyObject *item = is_list ? PyList_GET_ITEM(levels, i) : PyTuple_GET_ITEM(levels, i);
-            Py_INCREF(item);
-            int rc = apply_item(self, item);
-            Py_DECREF(item);
-            if (rc < 0)
-                return NULL;
-            inserted |= rc;
-        }
+        Py_INCREF(levels);
+        seq = levels;
     }
     else {
         PyObject *it = PyObject_GetIter(levels);
         if (it == NULL)
             return NULL;
+        seq = PyList_New(0);
+        if (seq == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
         PyObject *item;
         while ((item = PyIter_Next(it)) != NULL) {
-            int rc = apply_item(self, item);
+            int appended = PyList_Append(seq, item);
             Py_DECREF(item);
-            if (rc < 0) {
-                Py_DECREF(it);
-                return NULL;
-            }
-            inserted |= rc;
+            if (appended < 0)
+                break;
         }
         Py_DECREF(it);
         if (PyErr_Occurred())
-            return NULL;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    }
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    change_t stack[CHANGE_STACK];
+    change_t *c = m <= CHANGE_STACK ? stack : PyMem_New(change_t, m);
+    if (c == NULL) {
+        Py_DECREF(seq);
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+        return PyErr_NoMemory();
+    }
+    /* 1: parse every level; the first that fails stops here, and its error is the one
+     * raised (the reference never reads past it) */
+    Py_ssize_t parsed = 0;
+    int ascending = 1, descending = 1;
+    for (; parsed < m && parsed < PySequence_Fast_GET_SIZE(seq); parsed++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, parsed);
+        Py_INCREF(item);
+        int rc = parse_change(self, item, c + parsed);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_XDECREF(exc_type);
+            Py_XDECREF(exc_value);
+            Py_XDECREF(exc_tb);
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            break;
+        }
+        if (parsed) {
+            ascending &= c[parsed - 1].key < c[parsed].key;
+            descending &= c[parsed - 1].key > c[parsed].key;
+        }
+    }
+    int failed = exc_type != NULL;
+    /* 2: apply what parsed, in order: in one merge when it is a sorted run of distinct
+     * prices (venues send each side best first), else one by one; then the error, if any */
+    int inserted = 0, rc = 0;
+    if (parsed >= MERGE_MIN && (ascending || descending)) {
+        rc = side_merge(self, c, parsed, ascending ? 1 : -1);
+        inserted = rc > 0;
+    }
+    else {
+        for (Py_ssize_t k = 0; k < parsed && rc >= 0; k++) {
+            rc = side_set(self, c[k].key, c[k].px, c[k].sz, c[k].zero);
+            inserted |= rc > 0;
+        }
+    }
+    for (Py_ssize_t k = 0; k < parsed; k++) {
+        Py_DECREF(c[k].px);
+        Py_DECREF(c[k].sz);
+    }
+    if (c != stack)
+        PyMem_Free(c);
+    Py_DECREF(seq);
+    if (rc < 0) { /* no memory: that error wins */
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+        return NULL;
+    }
+    if (failed) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        return NULL;
     }
     if (inserted && self->n > max_depth && max_depth >= 0)
         side_remove(self, 0, self->n - max_depth);
