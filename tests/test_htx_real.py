@@ -356,3 +356,52 @@ def test_alignment_holds_whatever_was_buffered_before_the_reply(real_data, n_bef
     sync = feed.syncs["BTC-USDT"]
     assert sync.state is SyncState.SYNCED and sync.gaps == 0, sync.reason
     assert _book_as_decimals(sync) == _independent_book(wires[4], wires[:4])
+
+
+# -- one-pass decode ------------------------------------------------------------------------
+
+
+def _envelope_only(session: HtxSession) -> HtxSession:
+    """``session`` with its tagged union refusing every frame: the envelope path, the reference."""
+
+    def refuse(_text: object) -> None:
+        raise msgspec.DecodeError("forced")
+
+    session._decode = refuse  # type: ignore[method-assign]
+    return session
+
+
+def _counting_envelope(session: HtxSession) -> list[bytes]:
+    taken: list[bytes] = []
+    envelope = session._envelope
+
+    def counting(text, recv_ns):  # type: ignore[no-untyped-def]
+        taken.append(bytes(text))
+        return envelope(text, recv_ns)
+
+    session._envelope = counting  # type: ignore[method-assign]
+    return taken
+
+
+@pytest.mark.parametrize("capture", ["cryptofeed depth.step0", "tardis mbp.150"])
+def test_typed_union_decodes_every_real_frame_like_the_envelope_reference(real_data, capture):
+    """The one-pass union (one Struct per subscribed topic) is a fast path only: on every
+    real frame it gives what the envelope-then-tick decode gives, and only frames that are
+    not data of a subscribed topic (pings, the req reply) take the envelope path."""
+    if capture.startswith("cryptofeed"):
+        frames = [r.payload for r in _capture(real_data) if r.kind is Kind.RECV]
+        make = lambda: HtxSession(CAPTURE_SYMBOLS, book_channel="depth", trades=True)  # noqa: E731
+    else:
+        frames = [gzip.compress(line) for line in _tardis(real_data)]
+        make = lambda: HtxSession(["BTC-USDT"])  # noqa: E731
+    typed, reference = make(), _envelope_only(make())
+    taken = _counting_envelope(typed)
+    events = 0
+    for i, frame in enumerate(frames):
+        got = typed.on_frame(frame, i)
+        assert got == reference.on_frame(frame, i), frame[:80]
+        events += len(got)
+    data = [f for f in frames if b'"ch"' in gzip.decompress(f)[:10]]
+    assert len(taken) == len(frames) - len(data) < len(frames) // 2
+    assert events >= len(data) > 0
+    assert typed.stats.bad_frames == reference.stats.bad_frames == 0

@@ -79,7 +79,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
@@ -110,15 +110,15 @@ def _load_libdeflate():  # type: ignore[no-untyped-def]
     try:
         import deflate
     except ImportError:
-        return None, ()
-    return deflate.gzip_decompress, (deflate.DeflateError, ValueError)
+        return None, zlib.crc32, ()
+    return deflate.gzip_decompress, deflate.crc32, (deflate.DeflateError, ValueError)
 
 
-_LIBDEFLATE, _LIBDEFLATE_ERRORS = _load_libdeflate()
+_LIBDEFLATE, _CRC32, _LIBDEFLATE_ERRORS = _load_libdeflate()
 _TRAILER = struct.Struct("<II").unpack_from  # gzip's CRC32 and ISIZE, little-endian
 
 
-def _gunzip_fast(payload: bytes, limit: int) -> bytes | None:
+def _gunzip_fast(payload: bytes, limit: int) -> bytes | bytearray | None:
     """One gzip member, whole, by libdeflate; None when it is not that plainly (the zlib
     path then decides and words the error).
 
@@ -130,7 +130,8 @@ def _gunzip_fast(payload: bytes, limit: int) -> bytes | None:
     frame's last eight bytes are that member's own CRC and length, i.e. nothing trails
     it (unless what trails ends in the very same CRC and length: a second copy of the
     member, which decodes as the one). The length is checked against ``limit`` before
-    anything is allocated.
+    anything is allocated. The text is libdeflate's own buffer (a bytearray, not copied):
+    msgspec decodes it as it is.
     """
     n = len(payload)
     if _LIBDEFLATE is None or n < 18:
@@ -142,9 +143,9 @@ def _gunzip_fast(payload: bytes, limit: int) -> bytes | None:
         text = _LIBDEFLATE(payload)
     except _LIBDEFLATE_ERRORS:
         return None
-    if size != len(text) or crc != zlib.crc32(text):
+    if size != len(text) or crc != _CRC32(text):
         return None
-    return bytes(text)
+    return text
 
 
 # -- numbers -------------------------------------------------------------------
@@ -510,7 +511,12 @@ class HtxSession(VenueSession):
         self._depth = msgspec.json.Decoder(_DepthTick)
         self._bbo = msgspec.json.Decoder(_BboTick, float_hook=_Lit)
         self._trade = msgspec.json.Decoder(_TradeTick, float_hook=_Lit)
+        self._tick_decoders: dict[int, msgspec.json.Decoder[Any]] = {
+            _KIND_MBP: self._mbp, _KIND_DEPTH: self._depth, _KIND_BBO: self._bbo, _KIND_TRADE: self._trade,
+        }
         self._routes: dict[str, tuple[int, str]] = {}
+        self._typed: dict[type, tuple[int, str]] = {}
+        self._decode = self._typed_decoder().decode
         # counters the monitor may export
         self.pings = 0
         self.snapshots_failed = 0
@@ -667,13 +673,52 @@ class HtxSession(VenueSession):
         self._routes[ch] = route
         return route
 
+    def _typed_decoder(self) -> msgspec.json.Decoder[Any]:
+        """One decoder for the data frames of every topic this session subscribes: a
+        tagged union with one Struct per topic (the tag is ``ch``), so a book increment,
+        quote or trade is parsed in one pass and its type names its route. Every other
+        frame (ping, replies, errors, a topic not asked for) fails it and takes the
+        envelope path, which is also the reference the union is tested against."""
+        ticks = {_KIND_MBP: _MbpTick, _KIND_DEPTH: _DepthTick, _KIND_BBO: _BboTick, _KIND_TRADE: _TradeTick}
+        members: list[type] = []
+        seen: set[str] = set()
+        for _, topic in self.topics():
+            route = self._routes.get(topic) or self._route(topic)
+            if route[0] == _KIND_OTHER or topic in seen:  # a symbol given twice
+                continue
+            seen.add(topic)
+            cls = msgspec.defstruct(
+                f"_{len(members)}", [("tick", ticks[route[0]]), ("ts", int, 0)], tag_field="ch", tag=topic, gc=False
+            )
+            self._typed[cls] = route
+            members.append(cls)
+        if not members:  # nothing subscribed: every frame takes the envelope path
+            members.append(msgspec.defstruct("_none", [("tick", msgspec.Raw)], tag_field="ch", tag="", gc=False))
+        return msgspec.json.Decoder(Union[tuple(members)], float_hook=_Lit)  # noqa: UP007  (a runtime tuple)
+
     def on_frame(self, payload: bytes, recv_ns: int) -> list[Output]:
         self.stats.frames += 1
         self._now_ns = recv_ns
         text = _gunzip_fast(payload, self.max_frame_bytes)
         if text is None:
-            return self._on_text(self._gunzip(payload, recv_ns), recv_ns)
-        return self._on_text(text, recv_ns)
+            text = self._gunzip(payload, recv_ns)
+            if text.__class__ is BadFrame:
+                return [text]  # type: ignore[list-item]
+        try:
+            try:
+                frame = self._decode(text)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                out = self._envelope(text, recv_ns)  # type: ignore[arg-type]
+            else:
+                kind, symbol = self._typed[frame.__class__]
+                out = self._tick(kind, symbol, frame.tick, frame.ts, recv_ns)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return [self.bad_frame(f"decode: {exc}", text, recv_ns)]  # type: ignore[arg-type]
+        except (ValueError, ArithmeticError) as exc:  # a number, a symbol we cannot map
+            return [self.bad_frame(f"value: {exc}", text, recv_ns)]  # type: ignore[arg-type]
+        if self._pending:
+            out += self._drain(recv_ns)
+        return out
 
     def _gunzip(self, payload: bytes, recv_ns: int) -> bytes | BadFrame:
         """zlib's gunzip, with the frame checks: the reference and the fallback of
@@ -691,80 +736,67 @@ class HtxSession(VenueSession):
             return self.bad_frame(f"gzip: {exc}", payload, recv_ns)
         return text
 
-    def _on_text(self, text: bytes | BadFrame, recv_ns: int) -> list[Output]:
-        if text.__class__ is BadFrame:
-            return [text]  # type: ignore[list-item]
-        try:
-            env = self._env.decode(text)
-            ch = env.ch
-            if ch is not None and env.tick:
-                route = self._routes.get(ch) or self._route(ch)
-                out = self._data(route, env, recv_ns)
-            elif env.ping is not None:
-                self.pings += 1
-                self._last_ping_ns = recv_ns
-                out = [Send(f'{{"pong":{env.ping}}}')]
-            else:
-                out = self._control(env, text, recv_ns)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return [self.bad_frame(f"decode: {exc}", text, recv_ns)]
-        except (ValueError, ArithmeticError) as exc:  # a number, a symbol we cannot map
-            return [self.bad_frame(f"value: {exc}", text, recv_ns)]
-        if self._pending:
-            out += self._drain(recv_ns)
-        return out
+    def _envelope(self, text: bytes, recv_ns: int) -> list[Output]:
+        """Any frame, envelope first: control frames, and data frames the union refused."""
+        env = self._env.decode(text)
+        ch = env.ch
+        if ch is not None and env.tick:
+            kind, symbol = self._routes.get(ch) or self._route(ch)
+            decoder = self._tick_decoders.get(kind)
+            if decoder is None:
+                self.stats.unknown += 1
+                return []
+            return self._tick(kind, symbol, decoder.decode(env.tick), env.ts, recv_ns)
+        if env.ping is not None:
+            self.pings += 1
+            self._last_ping_ns = recv_ns
+            return [Send(f'{{"pong":{env.ping}}}')]
+        return self._control(env, text, recv_ns)
 
-    def _data(self, route: tuple[int, str], env: _Envelope, recv_ns: int) -> list[Output]:
-        kind, symbol = route
+    def _tick(self, kind: int, symbol: str, t: Any, env_ts: int, recv_ns: int) -> list[Output]:
+        """One decoded ``tick`` of a data topic: its book update, quote or trades."""
         if kind == _KIND_MBP:
-            t = self._mbp.decode(env.tick)
             return [
                 BookUpdate(
                     self.name, symbol, _levels(t.bids), _levels(t.asks), t.prevSeqNum + 1,
-                    t.seqNum, t.prevSeqNum, False, None, env.ts * MS, recv_ns,
+                    t.seqNum, t.prevSeqNum, False, None, env_ts * MS, recv_ns,
                 )
             ]
         if kind == _KIND_DEPTH:
-            t = self._depth.decode(env.tick)
-            key = t.version or t.ts or env.ts
+            key = t.version or t.ts or env_ts
             seen = self._depth_seen.get(symbol)
             if seen is not None and key <= seen:
                 self.stale_depth += 1
                 return []
             upd = BookUpdate(
                 self.name, symbol, _levels(t.bids), _levels(t.asks), key, key, -1, True, None,
-                (t.ts or env.ts) * MS, recv_ns,
+                (t.ts or env_ts) * MS, recv_ns,
             )
             self._depth_seen[symbol] = key
             return [upd]
         if kind == _KIND_BBO:
-            q = self._bbo.decode(env.tick)
             return [
                 Quote(
-                    self.name, symbol, _number(q.bid, False), _number(q.bidSize, True),
-                    _number(q.ask, False), _number(q.askSize, True), q.seqId,
-                    (q.quoteTime or env.ts) * MS, recv_ns,
+                    self.name, symbol, _number(t.bid, False), _number(t.bidSize, True),
+                    _number(t.ask, False), _number(t.askSize, True), t.seqId,
+                    (t.quoteTime or env_ts) * MS, recv_ns,
                 )
             ]
-        if kind == _KIND_TRADE:
-            tick = self._trade.decode(env.tick)
-            out: list[Output] = []
-            for tr in tick.data:
-                if tr.direction == "buy":
-                    side = BUY
-                elif tr.direction == "sell":
-                    side = SELL
-                else:
-                    raise ValueError(f"trade direction {tr.direction!r}")
-                out.append(
-                    Trade(
-                        self.name, symbol, _number(tr.price, False), _number(tr.amount, True), side,
-                        str(tr.tradeId), (tr.ts or tick.ts or env.ts) * MS, recv_ns,
-                    )
+        out: list[Output] = []
+        for tr in t.data:
+            if tr.direction == "buy":
+                side = BUY
+            elif tr.direction == "sell":
+                side = SELL
+            else:
+                raise ValueError(f"trade direction {tr.direction!r}")
+            out.append(
+                Trade(
+                    self.name, symbol, _number(tr.price, False), _number(tr.amount, True), side,
+                    str(tr.tradeId), (tr.ts or t.ts or env_ts) * MS, recv_ns,
                 )
-            return out
-        self.stats.unknown += 1
-        return []
+            )
+        return out
 
     def _control(self, env: _Envelope, text: bytes, recv_ns: int) -> list[Output]:
         rid = None if env.id is None else str(env.id)
