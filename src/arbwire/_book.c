@@ -320,6 +320,7 @@ typedef struct {
 } change_t;
 
 #define MERGE_MIN 8 /* fewer changes than this are set one by one */
+#define MERGE_STACK 512 /* scratch levels kept on the stack (16 KB of keys, 8 KB of texts) */
 
 /* First index in [from, n) whose key is >= key, galloping up from `from`: the changes
  * of one update come sorted, so the next one is usually a few levels further. */
@@ -351,9 +352,14 @@ side_merge(Side *self, const change_t *c, Py_ssize_t m, int step)
     Py_ssize_t room = (n - lo) + m;
     if (side_reserve(self, n + m) < 0)
         return -1;
-    i128 *out_keys = PyMem_New(i128, room);
-    level_t *out_lv = PyMem_New(level_t, room);
-    PyObject **gone = PyMem_New(PyObject *, 2 * m);
+    /* scratch on the stack for the common sizes (a few hundred levels touched) */
+    i128 stack_keys[MERGE_STACK];
+    level_t stack_lv[MERGE_STACK];
+    PyObject *stack_gone[MERGE_STACK];
+    int on_heap = room > MERGE_STACK || 2 * m > MERGE_STACK;
+    i128 *out_keys = on_heap ? PyMem_New(i128, room) : stack_keys;
+    level_t *out_lv = on_heap ? PyMem_New(level_t, room) : stack_lv;
+    PyObject **gone = on_heap ? PyMem_New(PyObject *, 2 * m) : stack_gone;
     if (out_keys == NULL || out_lv == NULL || gone == NULL) {
         PyMem_Free(out_keys);
         PyMem_Free(out_lv);
@@ -405,12 +411,15 @@ side_merge(Side *self, const change_t *c, Py_ssize_t m, int step)
     memcpy(keys + lo, out_keys, (size_t)w * sizeof(i128));
     memcpy(lv + lo, out_lv, (size_t)w * sizeof(level_t));
     self->n = lo + w + tail;
-    PyMem_Free(out_keys);
-    PyMem_Free(out_lv);
+    if (on_heap) {
+        PyMem_Free(out_keys);
+        PyMem_Free(out_lv);
+    }
     /* references released once the side is whole again */
     for (Py_ssize_t k = 0; k < ngone; k++)
         Py_DECREF(gone[k]);
-    PyMem_Free(gone);
+    if (on_heap)
+        PyMem_Free(gone);
     return inserted;
 }
 
