@@ -5,9 +5,9 @@ replayed from its REST snapshot through every depth diff. Each stage is timed pe
 update with ``perf_counter_ns`` over several passes; the baseline (``json.loads`` and a
 plain dict book that finds its best level with ``max``/``min``) runs in the same
 process on the same frames, so the ratios hold whatever the machine. The book stages
-run twice: with the default ``L2Book`` (the C level loop when ``arbwire._levels`` is
-built) and with ``PyL2Book`` (the pure-Python loop), rows ``... (pure Python)``;
-``L2Book.apply`` rows time the level loop alone, ``apply`` adds the sync state machine.
+run twice: with the default ``L2Book`` (C sides when ``arbwire._book`` is built) and with
+``PyL2Book`` (the pure-Python sides, the reference), rows ``... (pure Python)``;
+``L2Book.apply`` rows time the book alone, ``apply`` adds the sync state machine.
 
     .venv/bin/python bench/pipeline.py [--passes N] [--json]
 """
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['frames']} real ETHUSDT depth updates x {result['passes']} passes, {result['levels_per_update']} levels/update; {result['machine']}")
-    print(f"book level loop: {result['book_loop']}")
+    print(f"book sides: {result['book_loop']}")
     print(f"{'stage':28} {'median µs':>10} {'p99 µs':>10}   {'baseline':28} {'median µs':>10} {'p99 µs':>10}  {'speed-up':>8}")
     rows = [
         ("decode", "base_decode", "decode"),

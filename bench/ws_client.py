@@ -119,7 +119,7 @@ class Counter:
 
 
 def book_loop() -> str:
-    """Which per-level book loop arbwire runs: "c" (the ``arbwire._levels`` extension) or python."""
+    """Which book arbwire holds: "c" (the ``arbwire._book`` sides) or python."""
     from arbwire import book
 
     return str(getattr(book, "IMPLEMENTATION", "python"))
