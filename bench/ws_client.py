@@ -192,7 +192,13 @@ async def run_arbwire(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_hdr:  # diagnostic: latency samples are dropped instead of folded into HDR histograms
         from arbwire import latency as _latency
 
-        _latency.Recorder.add = lambda self, value: None  # type: ignore[method-assign]
+        init = _latency.Recorder.__init__
+
+        def no_samples(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.add = lambda value: None
+
+        _latency.Recorder.__init__ = no_samples  # type: ignore[method-assign]
         _latency.Recorder.fold = lambda self: None  # type: ignore[method-assign]
     engine = Engine(config, ssl_context=_client_context(args.ca))
     if args.other_book:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from array import array
 
 import pytest
 
@@ -59,7 +58,8 @@ def test_no_estimate_means_no_correction_and_a_backwards_answer_is_refused():
 def test_the_offset_is_added_to_every_sample_when_folded(fold):
     rec = Recorder()
     rec.offset = 250_000  # µs: the venue runs 250 ms ahead, so raw samples read 250 ms short
-    rec.pending = array("q", [-249_000, -240_000, -200_000])
+    for sample in (-249_000, -240_000, -200_000):
+        rec.add(sample)
     if fold == "c":
         rec.fold()
     else:

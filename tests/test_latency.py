@@ -106,3 +106,51 @@ def test_summaries_match_hdrh_in_both_paths(monkeypatch):
         s = rec.summary()
         assert (s.p50, s.p95, s.p99) == expected
         assert s.avg == pytest.approx(ref.get_mean_value() / 1000, rel=1e-3)
+
+
+SAMPLE_TYPES = [latency._PySamples]
+if latency._SAMPLES is not latency._PySamples:
+    SAMPLE_TYPES.append(latency._SAMPLES)
+
+
+@pytest.mark.parametrize("samples_type", SAMPLE_TYPES, ids=lambda t: t.__module__)
+def test_sample_buffer_is_bounded_by_its_fold(samples_type):
+    """The add that fills the buffer calls on_full; a recorder's buffer never holds more
+    than its capacity, however many samples arrive between timer folds."""
+    folded: list[list[int]] = []
+    buf = samples_type(5, lambda: (folded.append(buf.tolist()), buf.clear()))
+    for v in range(12):
+        buf.add(v)
+    assert folded == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert buf.tolist() == [10, 11] and len(buf) == 2 and list(buf) == [10, 11]
+    rec = Recorder()
+    for v in range(3 * latency._BUFFER + 7):
+        rec.add(v % 5000)
+        assert len(rec.pending) < latency._BUFFER
+    assert rec.hist.get_total_count() == 3 * latency._BUFFER and len(rec.pending) == 7
+
+
+@pytest.mark.parametrize("samples_type", SAMPLE_TYPES, ids=lambda t: t.__module__)
+def test_sample_buffer_refuses_what_an_int64_array_refuses(samples_type):
+    buf = samples_type(10, lambda: None)
+    with pytest.raises(OverflowError):
+        buf.add(1 << 63)
+    with pytest.raises(TypeError):
+        buf.add("5")
+    buf.add(-(1 << 63))
+    assert buf.tolist() == [-(1 << 63)]
+
+
+def test_c_sample_buffer_does_not_move_under_an_open_view():
+    if latency._SAMPLES is latency._PySamples:
+        pytest.skip(f"arbwire._fold not built ({book.IMPLEMENTATION})")
+    buf = latency._SAMPLES(4, lambda: None)
+    for v in range(3):
+        buf.add(v)
+    view = memoryview(buf)
+    assert view.format == "q" and view.tolist() == [0, 1, 2]
+    with pytest.raises(BufferError):
+        buf.clear()
+    view.release()
+    buf.clear()
+    assert len(buf) == 0
