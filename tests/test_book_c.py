@@ -181,6 +181,17 @@ def test_python_price_cache_is_bounded():
 
 
 @needs_c
+@pytest.mark.parametrize("depth", [-3, 0, 1])
+def test_tiny_and_negative_depths_trim_alike(depth):
+    py, c = PyL2Book(depth), CL2Book(depth)  # type: ignore[misc]
+    levels = [(f"{100 + i}.5", "1") for i in range(12)]
+    apply_both(py, c, levels, levels)
+    for book in (py, c):
+        book.bids.trim(depth)
+    assert_same(py, c)
+
+
+@needs_c
 @pytest.mark.parametrize(
     ("price", "kept"),
     [

@@ -601,8 +601,8 @@ side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Restore(exc_type, exc_value, exc_tb);
         return NULL;
     }
-    if (inserted && self->n > max_depth && max_depth >= 0)
-        side_remove(self, 0, self->n - max_depth);
+    if (inserted && self->n > max_depth)
+        side_remove(self, 0, self->n - Py_MAX(max_depth, 0)); /* a negative depth keeps nothing, as in Python */
     Py_RETURN_NONE;
 }
 
@@ -612,12 +612,8 @@ side_trim(Side *self, PyObject *arg)
     Py_ssize_t max_depth = PyLong_AsSsize_t(arg);
     if (max_depth == -1 && PyErr_Occurred())
         return NULL;
-    if (max_depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_depth must be >= 0");
-        return NULL;
-    }
     if (self->n > max_depth)
-        side_remove(self, 0, self->n - max_depth);
+        side_remove(self, 0, self->n - Py_MAX(max_depth, 0)); /* a negative depth keeps nothing, as in Python */
     Py_RETURN_NONE;
 }
 
