@@ -45,6 +45,17 @@ def test_file_overrides_defaults(tmp_path):
             '[venues.binance]\nsymbols = ["BTC-USDT"]\noptions = { encoding = "sbe", api_key_env = "ARBWIRE_TEST_UNSET_KEY" }\n',
             "venues.binance.options: Binance SBE streams need an API key",
         ),
+        # numbers a type can't refuse but a running engine would trip on
+        ('[venues.binance]\nsymbols = ["BTC-USDT"]\nmax_symbols_per_link = 0\n', "venues.binance.max_symbols_per_link"),
+        ('[venues.binance]\nsymbols = ["BTC-USDT"]\nmax_sends_per_s = 0\n', "venues.binance.max_sends_per_s"),
+        ("[link]\nbackoff_base_s = 0\n", "link.backoff_base_s: must be > 0 (a zero backoff"),
+        ("[link]\ndead_after_s = -1\n", "link.dead_after_s: must be > 0"),
+        ("[link]\nbackoff_base_s = 5\nbackoff_cap_s = 2\n", "link.backoff_cap_s: must be >= link.backoff_base_s"),
+        ("[link]\nrtt_ping_s = -5\n", "link.rtt_ping_s: must be >= 0 (0: off)"),
+        ("[link]\nfailover_after = 0\n", "link.failover_after"),
+        ('[venues.binance]\nsymbols = ["BTC-USDT"]\n[link]\nmax_depth = 0\n', "link.max_depth: must be >= 1"),
+        ("[link]\nmax_depth = 20\n", "link.max_depth: must be >= 25 with venues.okx: OKX checksums"),
+        ("[arb]\nmax_age_ms = 0\n", "arb.max_age_ms: must be > 0"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key):
@@ -54,6 +65,13 @@ def test_errors_name_the_file_and_the_key(tmp_path, text, key):
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: {key}"), message
+
+
+def test_a_shallow_book_is_fine_without_okx(tmp_path):
+    path = tmp_path / "shallow.toml"
+    path.write_text('[venues.binance]\nsymbols = ["BTC-USDT"]\n[link]\nmax_depth = 10\nrtt_ping_s = 0\n')
+    config = load_config(path)
+    assert config.link.max_depth == 10 and config.link.rtt_ping_s == 0
 
 
 def test_broken_toml_and_missing_file_are_clear(tmp_path):

@@ -207,6 +207,40 @@ def _where(exc: msgspec.ValidationError, raw: bytes) -> str:
     return message
 
 
+# [link] numbers that must be positive, and why a trader would notice otherwise
+_LINK_POSITIVE = {
+    "backoff_base_s": "a zero backoff reconnects in a tight loop",
+    "dead_after_s": "every link would be declared dead at once",
+    "pong_timeout_s": "every ping would time out",
+    "connect_timeout_s": "no connection could open",
+    "handshake_timeout_s": "no connection could open",
+}
+
+
+def _validate_link(config: Config, path: str | Path) -> None:
+    from arbwire.venues.okx import CHECKSUM_DEPTH
+
+    link = config.link
+    for key, why in _LINK_POSITIVE.items():
+        if getattr(link, key) <= 0:
+            raise ConfigError(f"{path}: link.{key}: must be > 0 ({why})")
+    if link.backoff_cap_s < link.backoff_base_s:
+        raise ConfigError(f"{path}: link.backoff_cap_s: must be >= link.backoff_base_s ({link.backoff_base_s})")
+    if link.healthy_after_s < 0 or link.rtt_ping_s < 0:
+        key = "healthy_after_s" if link.healthy_after_s < 0 else "rtt_ping_s"
+        raise ConfigError(f"{path}: link.{key}: must be >= 0" + (" (0: off)" if key == "rtt_ping_s" else ""))
+    if link.failover_after < 1:
+        raise ConfigError(f"{path}: link.failover_after: must be >= 1")
+    if link.max_depth < 1:
+        raise ConfigError(f"{path}: link.max_depth: must be >= 1 (levels kept per book side)")
+    okx = [name for name, v in config.venues.items() if v.enabled and name.startswith("okx")]
+    if okx and link.max_depth < CHECKSUM_DEPTH:
+        raise ConfigError(
+            f"{path}: link.max_depth: must be >= {CHECKSUM_DEPTH} with venues.{okx[0]}: OKX checksums the top "
+            f"{CHECKSUM_DEPTH} levels of each side, a shallower book would fail every update"
+        )
+
+
 def validate(config: Config, path: str | Path = "<config>") -> None:
     """Checks a type can't express: known venues, symbol form, sane numbers."""
     from arbwire.symbols import SymbolError, split
@@ -224,8 +258,15 @@ def validate(config: Config, path: str | Path = "<config>") -> None:
             make_session(name, venue.symbols, None, venue.options).headers()
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: venues.{name}.options: {exc}") from None
+        if venue.max_symbols_per_link is not None and venue.max_symbols_per_link < 1:
+            raise ConfigError(f"{path}: venues.{name}.max_symbols_per_link: must be >= 1")
+        if venue.max_sends_per_s is not None and venue.max_sends_per_s <= 0:
+            raise ConfigError(f"{path}: venues.{name}.max_sends_per_s: must be > 0")
+    _validate_link(config, path)
     if config.arb.min_net_bps < 0:
         raise ConfigError(f"{path}: arb.min_net_bps: must be >= 0")
+    if config.arb.max_age_ms <= 0:
+        raise ConfigError(f"{path}: arb.max_age_ms: must be > 0 (every book would be stale)")
     if config.arb.max_notional <= 0:
         raise ConfigError(f"{path}: arb.max_notional: must be > 0")
     if config.paper.latency_us < 0:
