@@ -70,3 +70,16 @@ def test_htx_mbp_increments_chain_and_sync(capsys: pytest.CaptureFixture[str]) -
     assert result["applied_per_pass"] == stages["apply"]["n"] == stages["frame_to_opportunity"]["n"] > 200
     assert stages["decode"]["n"] == result["increments_per_pass"]
     assert stages["fixture_decode"]["n"] == result["fixture_increments"] == 5
+
+
+def test_frames_reach_the_engine_through_every_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    import frames
+
+    result = _run(frames.main, ["--passes", "2", "--frames", "300"], capsys)
+    assert result["frames"] == {"bookTicker": 300, "trade": 300}
+    # feed and link layers ran twice per pass each (the session layer emits no events)
+    counted = result["counted"]
+    assert counted == {"quotes": 2 * 2 * 300, "trades": 2 * 2 * 300, "link_frames": 2 * 2 * 300, "bad_frames": 0}
+    for row in result["ns_per_frame"].values():
+        assert set(row) == {"json.loads (baseline)", "session.on_frame", "feed.on_frame", "link frame handler"}
+        assert all(v > 0 for v in row.values())

@@ -93,6 +93,7 @@ BENCH_SCRIPTS = {
     "sbe": "sbe.py",  # Binance JSON vs SBE decode on the same real events
     "board": "board.py",  # what drawing the live board costs the event loop, in and out of process
     "htx-mbp": "htx_mbp.py",  # HTX's default incremental books, derived from the real full books
+    "frames": "frames.py",  # one frame of each kind through session, feed and link handler, in process
 }
 
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the local venue simulators (arbwire sim --help for options)")
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe|htx-mbp|board [--json] "
+        help="benchmarks: arbwire bench connect|pipeline|stages|compare|latency|memory|sbe|htx-mbp|board|frames [--json] "
         "(arbwire bench NAME --help for options)",
     )
     bench.add_argument("what", choices=["connect", *BENCH_SCRIPTS])
