@@ -8,6 +8,7 @@ import re
 import zlib
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -700,3 +701,59 @@ def test_other_book_topics_of_the_same_symbol_are_not_mixed_in():
     )
     assert session.on_frame(depth, 1) == []
     assert session.stats.unknown == 2 and session.stats.bad_frames == 0
+
+
+# -- one-pass decode against the envelope path --------------------------------------------
+
+_ODD_FRAMES = [
+    {"ch": "market.btcusdt.bbo", "ts": 5, "tick": {"bid": 61234.5, "bidSize": 1.5e-3, "ask": 61235, "askSize": 2,
+                                                   "seqId": 9, "quoteTime": 4}},
+    {"ch": "market.btcusdt.bbo", "ts": 5, "tick": {"bid": 9.121E-7, "bidSize": 4.0E7, "ask": 9.2E-7,
+                                                   "askSize": 100}},
+    {"ch": "market.btcusdt.bbo", "ts": 5, "tick": {"bid": "61234.5", "bidSize": 1, "ask": 61235, "askSize": 2}},
+    {"ch": "market.btcusdt.bbo", "ts": 5, "tick": {"bid": 1, "ask": 2}},  # sizes missing
+    {"ch": "market.btcusdt.trade.detail", "ts": 7, "tick": {"ts": 6, "data": [
+        {"tradeId": 101, "price": 61234.5, "amount": 0.01, "direction": "buy", "ts": 6, "id": 10**27},
+        {"tradeId": 102, "price": 61234.4, "amount": 1E-8, "direction": "sell"}]}},
+    {"ch": "market.btcusdt.trade.detail", "ts": 7, "tick": {"data": [
+        {"tradeId": 103, "price": 1, "amount": 1, "direction": "hold"}]}},  # a bad direction
+    {"ch": "market.btcusdt.mbp.150", "ts": 8, "tick": {"seqNum": 11, "prevSeqNum": 10,
+                                                       "bids": [[61234.5, 0], [61234, 2.5]], "asks": []}},
+    {"ch": "market.btcusdt.mbp.150", "ts": 8, "tick": {"seqNum": 12, "bids": [[1, 1]]}},  # prevSeqNum missing
+    {"ch": "market.btcusdt.mbp.150", "ts": 8, "tick": {"seqNum": 13, "prevSeqNum": 12,
+                                                       "bids": [[1, -1]], "asks": [[2, "x"]]}},
+    {"ch": "market.btcusdt.mbp.150", "tick": {"seqNum": 14, "prevSeqNum": 13}, "ts": 9},  # ch first, ts last
+    {"tick": {"seqNum": 15, "prevSeqNum": 14}, "ts": 9, "ch": "market.btcusdt.mbp.150"},  # ch last
+    {"ch": "market.ethusdt.mbp.150", "ts": 8, "tick": {"seqNum": 1, "prevSeqNum": 0}},  # not subscribed
+    {"ch": "market.btcusdt.mbp.20", "ts": 8, "tick": {"seqNum": 1, "prevSeqNum": 0}},  # another depth
+    {"ping": 1700000000000},
+    {"id": "1", "status": "ok", "subbed": "market.btcusdt.mbp.150", "ts": 1},
+]
+
+
+@pytest.mark.parametrize("frame", _ODD_FRAMES, ids=range(len(_ODD_FRAMES)))
+def test_one_pass_decode_equals_the_envelope_path_on_odd_frames(frame):
+    """Numbers in every form HTX prints, missing and malformed fields, key orders, other
+    topics and control frames: the typed union gives what the envelope path gives."""
+
+    def refuse(_text: object) -> None:
+        raise msgspec.DecodeError("forced")
+
+    typed = HtxSession(["BTC-USDT"], quotes=True, trades=True)
+    reference = HtxSession(["BTC-USDT"], quotes=True, trades=True)
+    reference._decode = refuse  # type: ignore[method-assign]
+    enveloped: list[object] = []
+    envelope = typed._envelope
+    typed._envelope = lambda text, ns: enveloped.append(text) or envelope(text, ns)  # type: ignore[method-assign]
+    payload = gz(frame)
+
+    def strip(events):  # type: ignore[no-untyped-def]
+        return [e if type(e) is not BadFrame else (BadFrame, e.reason) for e in events]
+
+    assert strip(typed.on_frame(payload, 1)) == strip(reference.on_frame(payload, 1))
+    assert typed.stats.bad_frames == reference.stats.bad_frames
+    # data of a subscribed topic with its required fields never needs the envelope
+    tick = frame.get("tick", {})
+    complete = all(k in tick for k in ("seqNum", "prevSeqNum")) or "data" in tick or "askSize" in tick
+    subscribed = frame.get("ch") in {"market.btcusdt.mbp.150", "market.btcusdt.bbo", "market.btcusdt.trade.detail"}
+    assert (not enveloped) == (subscribed and complete)
